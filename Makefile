@@ -1,0 +1,54 @@
+# Experiment runner: `make train` and `make test` do all the set-up from a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= 2.13.0
+# Extra pip arguments for torch, e.g. TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
+TORCH_INDEX ?=
+ARGS ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.install.stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-fast lint format tensorboard bench clean-outputs
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@echo "  variables: TORCH=$(TORCH) (torch version), TORCH_INDEX (pip index for CUDA builds), ARGS (overrides)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "torch==$(TORCH)" $(TORCH_INDEX)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project (torch==$(TORCH))
+
+train: $(STAMP) ## train the default experiment (PPO on CartPole-v1); add overrides with ARGS="algo=dqn seed=1"
+	$(BIN)/python -m rl_runner $(ARGS)
+
+test: $(STAMP) ## run the whole test suite, convergence tests included
+	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: $(STAMP) ## run the fast tests only (skip the slow convergence tests)
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## ruff format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+tensorboard: $(STAMP) ## serve outputs/ in TensorBoard
+	$(BIN)/tensorboard --logdir outputs
+
+bench: $(STAMP) ## run the benchmarks against Stable-Baselines3 (installs the bench extra)
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python benchmarks/ppo_cartpole.py $(ARGS)
+
+clean-outputs: ## delete outputs/ and multirun/ (all runs!)
+	rm -rf outputs multirun

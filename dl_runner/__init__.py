@@ -1,0 +1,1 @@
+"""Deep-learning side of the runner: data sets, tasks and the supervised trainer."""

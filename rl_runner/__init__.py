@@ -1,0 +1,1 @@
+"""Reinforcement-learning side of the runner: environments, buffers, algorithms by family."""

@@ -1,0 +1,1 @@
+"""Algorithms by family: algos/<family>/<name>.py holds class <NAME>, selected by algo=<name>."""

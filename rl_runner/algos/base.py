@@ -1,0 +1,172 @@
+"""Thin bases: `Algorithm` holds what every RL algorithm shares; the family bases own the loop,
+so an algorithm writes only its setup and `update(...) -> dict[str, float]`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from rl_runner.buffers import RolloutBuffer, gae
+from rl_runner.envs import EnvInfo
+from rl_runner.normalize import RunningMeanStd
+from runner_core.errors import ConfigError
+from runner_core.validation import Rule, check
+
+if TYPE_CHECKING:
+    from rl_runner.trainer import RLTrainer
+
+
+class Algorithm:
+    """Config, env facts, device, observation encoding and checkpointable state."""
+
+    action_kinds: ClassVar[tuple[str, ...]] = ("discrete",)
+    rules: ClassVar[tuple[Rule, ...]] = ()
+
+    def __init__(self, cfg: DictConfig, info: EnvInfo, device: torch.device, seed: int) -> None:
+        self.hp = cfg.algo
+        self.net_cfg = cfg.network
+        self.info = info
+        self.device = device
+        self.rng = np.random.default_rng(seed)
+        self.obs_rms = RunningMeanStd(info.obs_dim) if self.hp.normalize_obs else None
+        self.num_updates = 0
+
+    @classmethod
+    def check(cls, cfg: DictConfig, info: EnvInfo) -> None:
+        """Refuse configs out of range and envs this algorithm cannot handle."""
+        check(cfg, cls.rules)
+        if info.action_kind not in cls.action_kinds:
+            raise ConfigError(
+                f"algo={cfg.algo.name} handles {' and '.join(cls.action_kinds)} action spaces, but "
+                f"{info.id} has a {info.action_kind} action space. Pick another env, or an "
+                "algorithm for that action space."
+            )
+
+    # observations ------------------------------------------------------------------------------
+    def encode(self, obs: np.ndarray, update_stats: bool = False) -> torch.Tensor:
+        """Env observations -> float tensor (one-hot for Discrete, normalized if asked)."""
+        x = torch.as_tensor(obs, device=self.device)
+        if self.info.obs_discrete is not None:
+            return F.one_hot(x.long(), self.info.obs_discrete).float()
+        x = x.reshape(x.shape[0], -1).float()
+        if self.obs_rms is not None:
+            if update_stats:
+                self.obs_rms.update(x)
+            x = self.obs_rms(x)
+        return x
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        """Deterministic actions for evaluation."""
+        raise NotImplementedError
+
+    # state -------------------------------------------------------------------------------------
+    def stateful(self) -> dict[str, Any]:
+        """name -> object with state_dict()/load_state_dict() (networks, optimizers, buffers)."""
+        return {"obs_rms": self.obs_rms} if self.obs_rms is not None else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {name: obj.state_dict() for name, obj in self.stateful().items()}
+        state["num_updates"] = self.num_updates
+        state["rng"] = self.rng.bit_generator.state
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, obj in self.stateful().items():
+            if name in state:
+                obj.load_state_dict(state[name])
+        self.num_updates = int(state["num_updates"])
+        self.rng.bit_generator.state = state["rng"]
+
+    def learn(self, t: RLTrainer) -> None:
+        raise NotImplementedError
+
+
+class OnPolicyAlgorithm(Algorithm):
+    """Loop: collect a (num_steps x num_envs) rollout with the current policy, estimate advantages
+    with GAE, then `update(buffer)`. Subclasses set `self.policy` (an actor-critic)."""
+
+    policy: Any
+
+    def learn(self, t: RLTrainer) -> None:
+        buf = RolloutBuffer(self.hp.num_steps, t.num_envs, self.info.obs_dim, self.device)
+        while t.step < t.total:
+            self.collect(t, buf)
+            stats = self.update(buf, progress=t.step / t.total)
+            self.num_updates += 1
+            t.after_update(stats)
+
+    @torch.inference_mode()
+    def collect(self, t: RLTrainer, buf: RolloutBuffer) -> None:
+        obs = self.encode(t.obs, update_stats=True)
+        for i in range(buf.obs.shape[0]):
+            action, logprob, value = self.policy.act(obs)
+            buf.obs[i], buf.actions[i], buf.logprobs[i], buf.values[i] = obs, action, logprob, value
+            next_obs, reward, terminated, truncated, valid = t.env_step(action.cpu().numpy())
+            buf.rewards[i] = torch.from_numpy(reward)
+            buf.terminated[i] = torch.from_numpy(terminated)
+            buf.dones[i] = torch.from_numpy(terminated | truncated)
+            buf.valid[i] = torch.from_numpy(valid)
+            obs = self.encode(next_obs, update_stats=True)
+        # advantage estimation
+        next_value = self.policy.value(obs)
+        buf.advantages[:], buf.returns[:] = gae(
+            buf.rewards, buf.values, next_value, buf.terminated, buf.dones,
+            self.hp.gamma, self.hp.gae_lambda,
+        )  # fmt: skip
+
+    def update(self, buf: RolloutBuffer, progress: float) -> dict[str, float]:
+        raise NotImplementedError
+
+    def predict(self, obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.policy.greedy(self.encode(obs)).cpu().numpy()
+
+
+class OffPolicyAlgorithm(Algorithm):
+    """Loop: act (exploring), store valid transitions in a replay buffer, and every `train_freq`
+    env steps after `learning_starts` run `gradient_steps` updates on sampled batches."""
+
+    buffer: Any
+
+    def explore(self, obs: np.ndarray, step: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def learn(self, t: RLTrainer) -> None:
+        hp = self.hp
+        while t.step < t.total:
+            obs = t.obs
+            actions = self.explore(obs, t.step)
+            next_obs, reward, terminated, _truncated, valid = t.env_step(actions)
+            if valid.all():
+                self.buffer.add(obs, actions, reward, next_obs, terminated)
+            else:
+                self.buffer.add(obs[valid], actions[valid], reward[valid], next_obs[valid], terminated[valid])
+            if self.obs_rms is not None:
+                self.encode(next_obs, update_stats=True)
+            self.on_env_step(t.step, t.num_envs)
+            if t.step >= hp.learning_starts and t.step - self.last_train_step >= hp.train_freq:
+                self.last_train_step = t.step
+                stats = [self.update(self.buffer.sample(hp.batch_size, self.rng)) for _ in range(hp.gradient_steps)]
+                self.num_updates += len(stats)
+                t.after_update({k: float(np.mean([s[k] for s in stats])) for k in stats[0]})
+            else:
+                t.tick()
+
+    last_train_step: int = 0
+
+    def on_env_step(self, step: int, num_envs: int) -> None:
+        """Per env step bookkeeping (target-network updates, schedules)."""
+
+    def update(self, batch: Any) -> dict[str, float]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "last_train_step": self.last_train_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.last_train_step = int(state["last_train_step"])

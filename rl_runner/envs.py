@@ -1,0 +1,222 @@
+"""Environments: resolve a gymnasium id, build vector envs, step them and track episodes.
+
+Vector envs run in gymnasium's next-step autoreset mode: the step that ends an episode returns the
+episode's final observation (so truncated episodes can be bootstrapped from it), and the following
+step of that sub-env only resets it. `EnvStepper` flags those reset steps as invalid transitions;
+algorithms drop them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from omegaconf import DictConfig, OmegaConf
+
+from runner_core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """Facts about an environment, read from the env itself (never from YAML)."""
+
+    id: str
+    obs_shape: tuple[int, ...]
+    obs_discrete: int | None  # number of states when observations are Discrete (one-hot encoded)
+    action_kind: str  # "discrete" | "continuous" | the space's class name
+    n_actions: int | None
+    action_shape: tuple[int, ...]
+    action_low: np.ndarray | None
+    action_high: np.ndarray | None
+    max_episode_steps: int | None
+
+    @property
+    def obs_dim(self) -> int:
+        return self.obs_discrete if self.obs_discrete is not None else int(np.prod(self.obs_shape))
+
+
+def resolve_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of `id` or `module:id` (the module is imported to register it)."""
+    if ":" in env_id:
+        module, _, env_id = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(
+                f"Config key 'env.id' names the module {module!r}, which cannot be imported "
+                f"({exc}). Use env.id=<module>:<EnvId> with a module on PYTHONPATH that registers "
+                "the environment."
+            ) from None
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error as exc:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"Config key 'env.id' is {env_id!r}, which is not a registered gymnasium environment "
+            f"({str(exc).strip()}).{hint} Pick an env option (env=cartpole, acrobot, ...) or any "
+            "registered id with env=gym env.id=<Id>."
+        ) from None
+
+
+def env_info(env_cfg: DictConfig) -> EnvInfo:
+    spec = resolve_id(env_cfg.id)
+    env = gym.make(spec.id, **_make_kwargs(env_cfg))
+    try:
+        return describe(env.observation_space, env.action_space, spec.id, env.spec.max_episode_steps)
+    finally:
+        env.close()
+
+
+def describe(obs_space: spaces.Space, act_space: spaces.Space, env_id: str, limit: int | None) -> EnvInfo:
+    if isinstance(obs_space, spaces.Discrete):
+        obs_shape, obs_discrete = (), int(obs_space.n)
+    elif isinstance(obs_space, spaces.Box):
+        obs_shape, obs_discrete = tuple(obs_space.shape), None
+    else:
+        raise ConfigError(
+            f"Environment {env_id!r} has a {type(obs_space).__name__} observation space; the "
+            "runner supports Box and Discrete observations."
+        )
+    if isinstance(act_space, spaces.Discrete):
+        return EnvInfo(env_id, obs_shape, obs_discrete, "discrete", int(act_space.n), (), None, None, limit)
+    if isinstance(act_space, spaces.Box):
+        return EnvInfo(
+            env_id, obs_shape, obs_discrete, "continuous", None, tuple(act_space.shape),
+            act_space.low.copy(), act_space.high.copy(), limit,
+        )  # fmt: skip
+    return EnvInfo(env_id, obs_shape, obs_discrete, type(act_space).__name__, None, (), None, None, limit)
+
+
+def _make_kwargs(env_cfg: DictConfig) -> dict[str, Any]:
+    kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True) or {}
+    assert isinstance(kwargs, dict)
+    if env_cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = int(env_cfg.max_episode_steps)
+    return kwargs
+
+
+def make_vec_env(env_cfg: DictConfig, num_envs: int) -> gym.vector.VectorEnv:
+    """A vector env; `auto` takes the env's native vector entry point when it has one."""
+    spec = resolve_id(env_cfg.id)
+    mode = env_cfg.vectorization
+    if mode == "auto":
+        mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+    if mode == "vector_entry_point" and spec.vector_entry_point is None:
+        raise ConfigError(
+            f"Config key 'env.vectorization' is 'vector_entry_point', but {spec.id!r} has no native "
+            "vector implementation; use auto, sync or async."
+        )
+    kwargs = _make_kwargs(env_cfg)
+    try:
+        envs = gym.make_vec(spec.id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(
+            f"Environment {spec.id!r} rejected its arguments (env.kwargs / env.max_episode_steps): "
+            f"{exc}."
+        ) from None
+    autoreset = envs.metadata.get("autoreset_mode")
+    if autoreset is not None and autoreset != gym.vector.AutoresetMode.NEXT_STEP:
+        raise ConfigError(f"Environment {spec.id!r} uses {autoreset}; the runner needs next-step autoreset.")
+    return envs
+
+
+def env_rng_states(envs: gym.vector.VectorEnv) -> list[dict[str, Any]]:
+    """Bit-generator states of the env RNGs where reachable (native and sync vector envs)."""
+    subs = getattr(envs, "envs", None)
+    owners = [e.unwrapped for e in subs] if subs is not None else [envs.unwrapped]
+    states = []
+    for owner in owners:
+        rng = getattr(owner, "_np_random", None)
+        states.append(rng.bit_generator.state if rng is not None else {})
+    return states
+
+
+def set_env_rng_states(envs: gym.vector.VectorEnv, states: list[dict[str, Any]]) -> None:
+    subs = getattr(envs, "envs", None)
+    owners = [e.unwrapped for e in subs] if subs is not None else [envs.unwrapped]
+    if len(owners) != len(states):
+        return
+    for owner, state in zip(owners, states, strict=True):
+        rng = getattr(owner, "_np_random", None)
+        if rng is not None and state:
+            rng.bit_generator.state = state
+
+
+class EnvStepper:
+    """Steps a vector env, counts env steps and records finished episodes."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, seed: int, step: int = 0) -> None:
+        self.envs = envs
+        self.num_envs = envs.num_envs
+        self.obs, _ = envs.reset(seed=seed)
+        self.step_count = step
+        self.reset_next = np.zeros(self.num_envs, dtype=bool)  # the next step only resets
+        self.ep_return = np.zeros(self.num_envs, dtype=np.float64)
+        self.ep_length = np.zeros(self.num_envs, dtype=np.int64)
+        self.finished_returns: list[float] = []  # since last drained
+        self.finished_lengths: list[int] = []
+        self.recent: deque[float] = deque(maxlen=20)
+        self.episodes = 0
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Returns (next_obs, reward, terminated, truncated, valid); `valid` is False for the
+        reset steps that follow an episode's end."""
+        valid = ~self.reset_next
+        next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
+        self.step_count += self.num_envs
+        done = terminated | truncated
+        self.ep_return += reward
+        self.ep_length += valid
+        if done.any():
+            for i in np.flatnonzero(done):
+                self.finished_returns.append(float(self.ep_return[i]))
+                self.finished_lengths.append(int(self.ep_length[i]))
+                self.recent.append(float(self.ep_return[i]))
+            self.episodes += int(done.sum())
+            self.ep_return[done] = 0.0
+            self.ep_length[done] = 0
+        self.reset_next = done
+        self.obs = next_obs
+        return next_obs, reward, terminated, truncated, valid
+
+    def drain_episodes(self) -> dict[str, float]:
+        """Mean return and length of the episodes finished since the last call."""
+        if not self.finished_returns:
+            return {}
+        stats = {
+            "charts/episodic_return": float(np.mean(self.finished_returns)),
+            "charts/episodic_length": float(np.mean(self.finished_lengths)),
+        }
+        self.finished_returns.clear()
+        self.finished_lengths.clear()
+        return stats
+
+
+def evaluate(policy: Any, envs: gym.vector.VectorEnv, episodes: int, seed: int) -> np.ndarray:
+    """Returns of `episodes` episodes of `policy(obs) -> actions`, spread evenly over the
+    sub-envs (each sub-env plays a fixed number, so short episodes are not over-counted)."""
+    n = envs.num_envs
+    targets = np.array([(episodes + i) // n for i in range(n)])
+    counts = np.zeros(n, dtype=np.int64)
+    ep_return = np.zeros(n)
+    returns: list[float] = []
+    obs, _ = envs.reset(seed=seed)
+    reset_next = np.zeros(n, dtype=bool)
+    while (counts < targets).any():
+        obs, reward, terminated, truncated, _ = envs.step(policy(obs))
+        ep_return += np.where(reset_next, 0.0, reward)
+        done = terminated | truncated
+        for i in np.flatnonzero(done):
+            if counts[i] < targets[i]:
+                returns.append(float(ep_return[i]))
+                counts[i] += 1
+        ep_return[done] = 0.0
+        reset_next = done
+    return np.asarray(returns)

@@ -1,0 +1,162 @@
+"""The RL trainer: builds envs and the algorithm (`prepare`), then drives the cadence around the
+algorithm's own loop: env steps, episode statistics, losses, evaluation, checkpoints, progress
+and stop requests. Algorithms call `env_step`, `after_update` and `tick`; nothing else."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import get_class
+from omegaconf import DictConfig
+
+from rl_runner.algos.base import Algorithm
+from rl_runner.envs import EnvInfo, EnvStepper, env_info, env_rng_states, evaluate, make_vec_env, set_env_rng_states
+from runner_core import checkpoint
+from runner_core.errors import ConfigError
+from runner_core.run import Run
+from runner_core.validation import RL_RULES, check
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation envs never share seeds with training envs
+
+
+def algorithm_class(cfg: DictConfig) -> type[Algorithm]:
+    try:
+        cls = get_class(cfg.algo._target_)
+    except Exception as exc:
+        raise ConfigError(f"Config key 'algo._target_' is {cfg.algo._target_!r}, which cannot be imported ({exc}).") from None
+    return cls
+
+
+def prepare(cfg: DictConfig, device: torch.device) -> RLTrainer:
+    check(cfg, RL_RULES)
+    info = env_info(cfg.env)
+    cls = algorithm_class(cfg)
+    cls.check(cfg, info)
+    envs = make_vec_env(cfg.env, cfg.env.num_envs)
+    eval_envs = make_vec_env(cfg.env, min(cfg.eval.episodes, 32))
+    algo = cls(cfg, info, device, cfg.seed)
+    return RLTrainer(cfg, info, algo, envs, eval_envs)
+
+
+class RLTrainer:
+    unit = "steps"
+    objective_name = "eval/mean_return"
+
+    def __init__(self, cfg: DictConfig, info: EnvInfo, algo: Algorithm, envs: Any, eval_envs: Any) -> None:
+        self.cfg, self.info, self.algo = cfg, info, algo
+        self.envs, self.eval_envs = envs, eval_envs
+        self.total = int(cfg.algo.total_steps)
+        self.num_envs = envs.num_envs
+        self.best_eval = -np.inf
+        self.last_eval: dict[str, float] = {}
+        self.episodes = 0
+        self._env_rng: list[dict[str, Any]] | None = None
+        self.stepper: EnvStepper | None = None
+
+    # Session protocol ---------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {"env_id": self.info.id, "algo": self.cfg.algo.name, "episodes": self.episodes}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "algo": self.algo.state_dict(),
+            "best_eval": float(self.best_eval),
+            "episodes": self.stepper.episodes if self.stepper else self.episodes,
+            "env_rng": env_rng_states(self.envs),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.algo.load_state_dict(state["algo"])
+        self.best_eval = float(state["best_eval"])
+        self.episodes = int(state["episodes"])
+        self._env_rng = state.get("env_rng")
+
+    def fit(self, run: Run) -> dict[str, float]:
+        self.run = run
+        cfg = self.cfg
+        # a resumed run restarts its episodes (fresh resets) and then restores the env RNGs
+        self.stepper = EnvStepper(self.envs, cfg.seed + run.step, run.step)
+        self.stepper.episodes = self.episodes
+        if self._env_rng:
+            set_env_rng_states(self.envs, self._env_rng)
+        self._eval_due = run.every(cfg.eval.every_steps, run.step)
+        self._ckpt_due = run.every(cfg.checkpoint.every_steps, run.step)
+        self._start_step, self._start_time = run.step, time.time()
+        self._log_every = cfg.logger.log_every_updates
+        run.console.start(self.total, self.unit, run.step)
+        try:
+            self.algo.learn(self)
+            final = self.last_eval if self.last_eval.get("step") == self.step else self.evaluate()
+        finally:
+            run.console.stop()
+        run.step = self.step
+        if cfg.checkpoint.save_final:
+            run.save(checkpoint.FINAL)
+        run.save(checkpoint.LATEST)
+        self.episodes = self.stepper.episodes
+        return {
+            "eval/mean_return": final["eval/mean_return"],
+            "eval/std_return": final["eval/std_return"],
+            "eval/best_mean_return": float(self.best_eval),
+        }
+
+    # what algorithms call ---------------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        return self.stepper.step_count
+
+    @property
+    def obs(self) -> np.ndarray:
+        return self.stepper.obs
+
+    def env_step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self.stepper.step(actions)
+
+    def after_update(self, stats: dict[str, float]) -> None:
+        """After each update: check the losses, log them, then the usual cadence."""
+        step = self.step
+        self.run.check_finite(step, stats)
+        if self.algo.num_updates % self._log_every == 0:
+            metrics = {k if "/" in k else f"losses/{k}": v for k, v in stats.items()}
+            metrics["charts/sps"] = (step - self._start_step) / max(time.time() - self._start_time, 1e-9)
+            self.run.log(step, metrics)
+        self.tick()
+
+    def tick(self) -> None:
+        """Cheap per-step cadence: episodes, progress, evaluation, checkpoints, stop requests."""
+        step = self.step
+        stepper = self.stepper
+        if stepper.finished_returns:
+            self.run.log(step, stepper.drain_episodes())
+            recent = f"return {np.mean(stepper.recent):.1f}"
+            self.run.console.update(step, recent)
+        if self._eval_due(step):
+            self.evaluate()
+        if self._ckpt_due(step):
+            self.run.step = step
+            self.run.save(checkpoint.LATEST)
+        self.run.poll(step)
+
+    def evaluate(self) -> dict[str, float]:
+        cfg = self.cfg
+        policy = self.algo.predict if cfg.eval.deterministic else self._stochastic
+        returns = evaluate(policy, self.eval_envs, cfg.eval.episodes, cfg.seed + EVAL_SEED_OFFSET)
+        step = self.step
+        result = {"eval/mean_return": float(returns.mean()), "eval/std_return": float(returns.std())}
+        self.run.log(step, result)
+        self.last_eval = {**result, "step": step}
+        if result["eval/mean_return"] > self.best_eval:
+            self.best_eval = result["eval/mean_return"]
+            if cfg.checkpoint.save_best:
+                self.run.step = step
+                self.run.save(checkpoint.BEST, {"eval": result})
+        self.run.console.update(step, f"eval {result['eval/mean_return']:.1f}")
+        return result
+
+    def _stochastic(self, obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            action, _, _ = self.algo.policy.act(self.algo.encode(obs))
+        return action.cpu().numpy()

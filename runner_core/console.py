@@ -1,0 +1,146 @@
+"""Console output: the config tree at start, a live progress bar (plain lines when stdout is not
+a terminal), a summary table at the end. Everything printed also goes to the run's train.log."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console as RichConsole
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.tree import Tree
+
+LOG_FILE = "train.log"
+
+_TREE_ORDER = ("algo", "env", "dataset", "network", "device", "logger", "checkpoint", "eval")
+
+
+def _tree(cfg: DictConfig) -> Tree:
+    tree = Tree("config", style="bold", guide_style="dim")
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    keys = [k for k in _TREE_ORDER if k in container] + [
+        k for k in container if k not in _TREE_ORDER
+    ]
+    for key in keys:
+        value = container[key]
+        if isinstance(value, dict):
+            branch = tree.add(f"[bold cyan]{key}")
+            branch.add(OmegaConf.to_yaml(value).rstrip() or "{}")
+        else:
+            tree.add(f"[bold cyan]{key}[/]: {value}")
+    return tree
+
+
+class Console:
+    """mode: rich (live bar), plain (a line every few seconds), off (errors only)."""
+
+    def __init__(self, mode: str, run_dir: Path | None, print_every_s: float = 10.0) -> None:
+        if mode == "auto":
+            mode = "rich" if sys.stdout.isatty() else "plain"
+        self.mode = mode
+        self.print_every_s = print_every_s
+        self.out = RichConsole(highlight=False)
+        self._log = logging.getLogger(f"runner.{id(self)}")
+        self._log.propagate = False
+        self._log.setLevel(logging.INFO)
+        self._handler: logging.Handler | None = None
+        if run_dir is not None:
+            self._handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
+            self._handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            self._log.addHandler(self._handler)
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._total = 0
+        self._last_line = 0.0
+        self._start = time.time()
+        self._start_step = 0
+
+    # messages ------------------------------------------------------------------------------
+    def info(self, message: str) -> None:
+        self._log.info(message)
+        if self.mode != "off":
+            self.out.print(message, soft_wrap=True)
+
+    def config(self, cfg: DictConfig) -> None:
+        self._log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+        if self.mode == "rich":
+            self.out.print(_tree(cfg))
+        elif self.mode == "plain":
+            print(OmegaConf.to_yaml(cfg, resolve=True), flush=True)
+
+    # progress ------------------------------------------------------------------------------
+    def start(self, total: int, unit: str, done: int = 0) -> None:
+        self._total, self._unit = total, unit
+        self._start, self._start_step = time.time(), done
+        self._last_line = self._start
+        if self.mode == "rich":
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=self.out,
+                refresh_per_second=4,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(unit, total=total, completed=done, rate="", info="")
+
+    def update(self, done: int, info: str = "") -> None:
+        if self.mode == "off":
+            return
+        now = time.time()
+        if self._progress is not None and self._task is not None:
+            rate = (done - self._start_step) / max(now - self._start, 1e-9)
+            self._progress.update(self._task, completed=done, rate=f"{rate:,.0f} {self._unit}/s", info=info)
+        elif self.mode == "plain" and now - self._last_line >= self.print_every_s:
+            self._last_line = now
+            self.info(self._plain_line(done, info, now))
+
+    def _plain_line(self, done: int, info: str, now: float) -> str:
+        rate = (done - self._start_step) / max(now - self._start, 1e-9)
+        eta = (self._total - done) / rate if rate > 0 else float("inf")
+        pct = 100.0 * done / max(self._total, 1)
+        eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta != float("inf") else "?"
+        return f"{self._unit} {done:,}/{self._total:,} ({pct:.0f}%) | {rate:,.0f} {self._unit}/s | {info} | eta {eta_s}"
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    # end -----------------------------------------------------------------------------------
+    def summary(self, title: str, rows: dict[str, Any]) -> None:
+        self._log.info("%s: %s", title, rows)
+        if self.mode == "off":
+            return
+        table = Table(title=title, show_header=False, title_style="bold")
+        table.add_column(style="cyan")
+        table.add_column(justify="right")
+        for key, value in rows.items():
+            table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else str(value))
+        self.out.print(table)
+
+    def close(self) -> None:
+        self.stop()
+        if self._handler is not None:
+            self._log.removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None

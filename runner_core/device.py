@@ -1,0 +1,29 @@
+"""Pick the torch device and CPU thread count from the `device` config group."""
+
+from __future__ import annotations
+
+import torch
+
+from runner_core.errors import DeviceError
+
+
+def resolve_device(kind: str, threads: int) -> torch.device:
+    """auto: cuda, then mps, then cpu. An explicit choice that is not available is an error."""
+    torch.set_num_threads(threads)
+    cuda = torch.cuda.is_available()
+    mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if kind == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if kind == "cuda" and not cuda:
+        raise DeviceError(
+            "Config key 'device' is 'cuda', but CUDA is not available here (torch "
+            f"{torch.__version__}, built {'with' if torch.backends.cuda.is_built() else 'without'} CUDA). "
+            "Use device=cpu or device=auto, or install a CUDA build of torch "
+            "(make install TORCH=... TORCH_INDEX=...)."
+        )
+    if kind == "mps" and not mps:
+        raise DeviceError(
+            "Config key 'device' is 'mps', but Apple's MPS backend is not available here. "
+            "Use device=cpu or device=auto."
+        )
+    return torch.device(kind)

@@ -1,0 +1,71 @@
+"""Command-line entrypoint shared by `python -m rl_runner`, `python -m dl_runner` and `train`.
+
+Hydra composes the config (and handles --help, --cfg, --multirun); `resume=` bypasses
+composition and continues a run with the config saved in its checkpoint. User errors print one
+paragraph and exit non-zero; torch and gymnasium are imported only once a run really starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from runner_core.errors import ConfigError, RunnerError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def _task(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+
+    from runner_core.train import train
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        return train(cfg, run_dir)
+    except RunnerError as err:
+        fail(err)
+        raise AssertionError("unreachable") from None
+
+
+def fail(err: RunnerError) -> None:
+    print(f"Error: {err}", file=sys.stderr, flush=True)
+    sys.exit(err.exit_code)
+
+
+def _resume(target: str, others: list[str]) -> float:
+    from omegaconf import OmegaConf
+
+    from runner_core import checkpoint
+    from runner_core.train import train
+
+    if others:
+        raise ConfigError(
+            f"resume={target!r} continues a run with the config saved in its checkpoint, so other "
+            f"arguments are not allowed (got {' '.join(others)}). Start a new run to change them."
+        )
+    run_dir, ckpt = checkpoint.resolve_resume_target(target)
+    state = checkpoint.load(ckpt)
+    cfg = OmegaConf.create(state["config"])
+    cfg.resume = target
+    OmegaConf.set_struct(cfg, True)
+    return train(cfg, run_dir, resume=state)
+
+
+def main(config_name: str = "train") -> None:
+    args = sys.argv[1:]
+    resume = [a for a in args if a.startswith("resume=") and a.split("=", 1)[1] not in ("", "null")]
+    if resume:
+        try:
+            _resume(resume[-1].split("=", 1)[1], [a for a in args if a not in resume])
+        except RunnerError as err:
+            fail(err)
+        return
+    hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(_task)()
+
+
+if __name__ == "__main__":
+    main()

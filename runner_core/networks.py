@@ -1,0 +1,75 @@
+"""Network builders shared by the RL and DL runners. Sizes come from the env or data at run time;
+the `network` config group only says the shape of the hidden part."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "leaky_relu": nn.LeakyReLU,
+    "swish": nn.SiLU,
+}
+
+
+def mlp(
+    in_features: int,
+    out_features: int,
+    hidden: Sequence[int],
+    activation: str = "relu",
+    dropout: float = 0.0,
+    batchnorm: bool = False,
+    out_gain: float | None = None,
+    hidden_gain: float | None = None,
+) -> nn.Sequential:
+    """Linear -> [BatchNorm] -> activation -> [Dropout] per hidden size, then a linear head.
+
+    With `hidden_gain`/`out_gain` the linear layers get orthogonal weights with that gain and zero
+    biases (the PPO convention); otherwise torch's default initialisation is kept.
+    """
+    layers: list[nn.Module] = []
+    width = in_features
+    for size in hidden:
+        linear = nn.Linear(width, size)
+        if hidden_gain is not None:
+            _orthogonal(linear, hidden_gain)
+        layers.append(linear)
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(size))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = size
+    head = nn.Linear(width, out_features)
+    if out_gain is not None:
+        _orthogonal(head, out_gain)
+    layers.append(head)
+    return nn.Sequential(*layers)
+
+
+def _orthogonal(layer: nn.Linear, gain: float) -> None:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+
+
+def build_network(cfg, in_features: int, out_features: int, **init) -> nn.Module:
+    """The network described by a `network` config node."""
+    if cfg.type == "mlp":
+        return mlp(
+            in_features,
+            out_features,
+            list(cfg.hidden),
+            cfg.activation,
+            float(cfg.dropout),
+            bool(cfg.batchnorm),
+            **init,
+        )
+    raise ValueError(f"unknown network type {cfg.type!r}")  # validated before
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,127 @@
+"""Declarative checks of config values. Each rule names a key, a test and what is allowed, so
+every error message reads the same: key, bad value, what is allowed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from runner_core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str  # dotted path in the composed config
+    test: Callable[[Any], bool]
+    allowed: str  # human description of the allowed values
+    optional: bool = False  # None passes
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def positive(key: str, optional: bool = False) -> Rule:
+    return Rule(key, lambda v: _is_number(v) and v > 0, "a number > 0", optional)
+
+
+def non_negative(key: str) -> Rule:
+    return Rule(key, lambda v: _is_number(v) and v >= 0, "a number >= 0")
+
+
+def positive_int(key: str) -> Rule:
+    return Rule(key, lambda v: _is_int(v) and v > 0, "an integer > 0")
+
+
+def non_negative_int(key: str) -> Rule:
+    return Rule(key, lambda v: _is_int(v) and v >= 0, "an integer >= 0")
+
+
+def in_range(key: str, lo: float, hi: float, hi_open: bool = False) -> Rule:
+    bracket = ")" if hi_open else "]"
+    return Rule(
+        key,
+        lambda v: _is_number(v) and lo <= v and (v < hi if hi_open else v <= hi),
+        f"a number in [{lo}, {hi}{bracket}",
+    )
+
+
+def one_of(key: str, options: Iterable[str]) -> Rule:
+    opts = tuple(options)
+    return Rule(key, lambda v: v in opts, "one of " + ", ".join(opts))
+
+
+def boolean(key: str) -> Rule:
+    return Rule(key, lambda v: isinstance(v, bool), "true or false")
+
+
+def int_list(key: str) -> Rule:
+    return Rule(
+        key,
+        lambda v: isinstance(v, list | tuple) and len(v) > 0 and all(_is_int(x) and x > 0 for x in v),
+        "a non-empty list of integers > 0, e.g. [256,128]",
+    )
+
+
+def select(cfg: DictConfig, key: str) -> Any:
+    """The value at a dotted key, resolved, with containers as plain Python objects."""
+    value = OmegaConf.select(cfg, key, throw_on_missing=True)
+    if isinstance(value, DictConfig | ListConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def check(cfg: DictConfig, rules: Sequence[Rule], where: str = "") -> None:
+    """Raise ConfigError for the first rule the config breaks."""
+    for rule in rules:
+        try:
+            value = select(cfg, rule.key)
+        except MissingMandatoryValue:
+            raise ConfigError(
+                f"Config key '{rule.key}' has no value; it must be {rule.allowed}. "
+                f"Set it on the command line ({rule.key}=...){where}."
+            ) from None
+        if value is None and rule.optional:
+            continue
+        if not rule.test(value):
+            raise ConfigError(
+                f"Config key '{rule.key}' has the value {value!r}, which is not allowed; "
+                f"it must be {rule.allowed}. Fix it on the command line "
+                f"({rule.key}=...) or in the YAML file that sets it{where}."
+            )
+
+
+# keys every run has, whatever its family
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "swish")
+COMMON_RULES: tuple[Rule, ...] = (
+    non_negative_int("seed"),
+    one_of("algo.family", ("rl", "dl")),
+    one_of("device.type", ("auto", "cpu", "cuda", "mps")),
+    positive_int("device.threads"),
+    one_of("network.type", ("mlp",)),
+    int_list("network.hidden"),
+    one_of("network.activation", ACTIVATIONS),
+    in_range("network.dropout", 0.0, 1.0, hi_open=True),
+    boolean("network.batchnorm"),
+    one_of("logger.console", ("auto", "rich", "plain", "off")),
+    positive("logger.print_every_s"),
+    positive_int("logger.log_every_updates"),
+    non_negative_int("checkpoint.every_steps"),
+)
+RL_RULES: tuple[Rule, ...] = (
+    positive_int("env.num_envs"),
+    one_of("env.vectorization", ("auto", "vector_entry_point", "sync", "async")),
+    Rule("env.max_episode_steps", lambda v: isinstance(v, int) and v > 0, "null or an integer > 0", optional=True),
+    non_negative_int("eval.every_steps"),
+    positive_int("eval.episodes"),
+    boolean("eval.deterministic"),
+)
