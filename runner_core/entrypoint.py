@@ -13,9 +13,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from runner_core.errors import ConfigError, RunnerError
+from runner_core.errors import ConfigError, Interrupted, RunnerError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+RESUME_OVERRIDABLE = ("logger.",)  # keys that do not change results
 
 
 def _task(cfg: DictConfig) -> float:
@@ -32,7 +33,8 @@ def _task(cfg: DictConfig) -> float:
 
 
 def fail(err: RunnerError) -> None:
-    print(f"Error: {err}", file=sys.stderr, flush=True)
+    label = "Stopped" if isinstance(err, Interrupted) else "Error"
+    print(f"{label}: {err}", file=sys.stderr, flush=True)
     sys.exit(err.exit_code)
 
 
@@ -42,16 +44,22 @@ def _resume(target: str, others: list[str]) -> float:
     from runner_core import checkpoint
     from runner_core.train import train
 
-    if others:
+    bad = [a for a in others if not a.startswith(RESUME_OVERRIDABLE)]
+    if bad:
         raise ConfigError(
-            f"resume={target!r} continues a run with the config saved in its checkpoint, so other "
-            f"arguments are not allowed (got {' '.join(others)}). Start a new run to change them."
+            f"resume={target!r} continues a run with the config saved in its checkpoint, so only "
+            f"{', '.join(p + '*' for p in RESUME_OVERRIDABLE)} may be overridden (got "
+            f"{' '.join(bad)}). Start a new run to change anything else."
         )
     run_dir, ckpt = checkpoint.resolve_resume_target(target)
     state = checkpoint.load(ckpt)
     cfg = OmegaConf.create(state["config"])
     cfg.resume = target
     OmegaConf.set_struct(cfg, True)
+    try:
+        cfg.merge_with_dotlist(others)
+    except Exception as exc:
+        raise ConfigError(f"Cannot apply {' '.join(others)} to the resumed config: {exc}") from None
     return train(cfg, run_dir, resume=state)
 
 

@@ -1,0 +1,1 @@
+"""DL tasks: tasks/<name>.py holds class <Name>, selected by algo=<name>."""
