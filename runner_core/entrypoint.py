@@ -57,7 +57,11 @@ def _resume(target: str, others: list[str]) -> float:
     cfg.resume = target
     OmegaConf.set_struct(cfg, True)
     try:
-        cfg.merge_with_dotlist(others)
+        # Hydra's override grammar, as for a fresh run (a plain dotlist would read `off` as false)
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        for override in OverridesParser.create().parse_overrides(others):
+            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
     except Exception as exc:
         raise ConfigError(f"Cannot apply {' '.join(others)} to the resumed config: {exc}") from None
     return train(cfg, run_dir, resume=state)

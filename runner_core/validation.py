@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -125,3 +126,11 @@ RL_RULES: tuple[Rule, ...] = (
     positive_int("eval.episodes"),
     boolean("eval.deterministic"),
 )
+
+
+def plain(node: DictConfig) -> SimpleNamespace:
+    """A config node as a plain namespace: attribute access without OmegaConf's per-access cost
+    (hyper-parameters are read inside hot loops)."""
+    values = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(values, dict)
+    return SimpleNamespace(**{str(k): v for k, v in values.items()})

@@ -14,7 +14,7 @@ from rl_runner.buffers import RolloutBuffer, gae
 from rl_runner.envs import EnvInfo
 from rl_runner.normalize import RunningMeanStd
 from runner_core.errors import ConfigError
-from runner_core.validation import Rule, check
+from runner_core.validation import Rule, check, plain
 
 if TYPE_CHECKING:
     from rl_runner.trainer import RLTrainer
@@ -27,7 +27,7 @@ class Algorithm:
     rules: ClassVar[tuple[Rule, ...]] = ()
 
     def __init__(self, cfg: DictConfig, info: EnvInfo, device: torch.device, seed: int) -> None:
-        self.hp = cfg.algo
+        self.hp = plain(cfg.algo)
         self.net_cfg = cfg.network
         self.info = info
         self.device = device
