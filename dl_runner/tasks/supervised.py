@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from dl_runner.datasets import Dataset
-from runner_core.networks import build_network
+from runner_core.networks import adam, build_network
 from runner_core.validation import in_range, non_negative, one_of, positive, positive_int
 
 
@@ -34,7 +34,7 @@ class Supervised:
         hp = self.hp = cfg.algo
         self.model = build_network(cfg.network, data.n_features, data.n_classes).to(device)
         if hp.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+            self.optimizer = adam(self.model.parameters(), hp.lr, device, weight_decay=hp.weight_decay)
         else:
             self.optimizer = torch.optim.SGD(
                 self.model.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay

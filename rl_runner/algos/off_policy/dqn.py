@@ -9,7 +9,7 @@ from torch import nn
 
 from rl_runner.algos.base import OffPolicyAlgorithm
 from rl_runner.buffers import ReplayBatch, ReplayBuffer
-from runner_core.networks import build_network
+from runner_core.networks import adam, build_network
 from runner_core.validation import (
     boolean,
     in_range,
@@ -55,7 +55,7 @@ class DQN(OffPolicyAlgorithm):
         self.target_net = build_network(cfg.network, info.obs_dim, info.n_actions).to(device)
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=self.hp.lr)
+        self.optimizer = adam(self.q_net.parameters(), self.hp.lr, device)
         obs_dtype = np.int64 if info.obs_discrete is not None else np.float32
         self.buffer = ReplayBuffer(self.hp.buffer_size, info.obs_shape, obs_dtype, device)
         self.save_buffer = bool(cfg.checkpoint.save_replay_buffer)

@@ -8,6 +8,7 @@ from torch import nn
 from rl_runner.algos.base import OnPolicyAlgorithm
 from rl_runner.buffers import RolloutBuffer
 from rl_runner.policies import CategoricalActorCritic
+from runner_core.networks import adam
 from runner_core.validation import (
     boolean,
     in_range,
@@ -51,7 +52,7 @@ class PPO(OnPolicyAlgorithm):
     def __init__(self, cfg, info, device, seed):
         super().__init__(cfg, info, device, seed)
         self.policy = CategoricalActorCritic(info.obs_dim, info.n_actions, cfg.network).to(device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.hp.lr, eps=self.hp.adam_eps)
+        self.optimizer = adam(self.policy.parameters(), self.hp.lr, device, eps=self.hp.adam_eps)
 
     def stateful(self):
         return {**super().stateful(), "policy": self.policy, "optimizer": self.optimizer}
