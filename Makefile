@@ -19,7 +19,6 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "torch==$(TORCH)" $(TORCH_INDEX)
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@touch $(STAMP)

@@ -27,12 +27,14 @@ class DQN(OffPolicyAlgorithm):
         (Double: Q_target(s', argmax_a' Q(s', a')))
     L = Huber(Q(s, a) - y); epsilon-greedy exploration decays linearly from
     exploration_initial_eps to exploration_final_eps over exploration_fraction of the run; the
-    target network is copied (tau = 1) or Polyak-averaged every target_update_interval env steps.
+    target network is copied (tau = 1) or Polyak-averaged every target_update_interval env steps;
+    the learning rate optionally decays linearly to 0 over the run.
     """
 
     rules = (
         positive_int("algo.total_steps"),
         positive("algo.lr"),
+        boolean("algo.anneal_lr"),
         positive_int("algo.buffer_size"),
         positive_int("algo.batch_size"),
         in_range("algo.gamma", 0.0, 1.0),
@@ -94,6 +96,10 @@ class DQN(OffPolicyAlgorithm):
             return self.q_net(self.encode(obs)).argmax(-1).cpu().numpy()
 
     def on_env_step(self, step: int, num_envs: int) -> None:
+        if self.hp.anneal_lr:
+            lr = self.hp.lr * max(1.0 - step / self.total_steps, 0.0)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         if step - self.last_target_step >= self.hp.target_update_interval:
             self.last_target_step = step
             self.update_target()
