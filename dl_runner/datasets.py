@@ -62,7 +62,11 @@ def load_dataset(cfg: DictConfig, seed: int, device: torch.device) -> Dataset:
         raise ConfigError(
             f"Config key 'dataset.name' is {cfg.name!r}; known data sets: {', '.join(LOADERS)}."
         )
-    if not (0 < cfg.val_fraction < 1 and 0 < cfg.test_fraction < 1 and cfg.val_fraction + cfg.test_fraction < 1):
+    if not (
+        0 < cfg.val_fraction < 1
+        and 0 < cfg.test_fraction < 1
+        and cfg.val_fraction + cfg.test_fraction < 1
+    ):
         raise ConfigError(
             f"Config keys 'dataset.val_fraction' ({cfg.val_fraction}) and 'dataset.test_fraction' "
             f"({cfg.test_fraction}) must each be in (0, 1) and sum to less than 1."

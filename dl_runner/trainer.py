@@ -8,21 +8,16 @@ import time
 from typing import Any
 
 import torch
-from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from dl_runner.datasets import Dataset, load_dataset
 from runner_core import checkpoint
-from runner_core.errors import ConfigError
 from runner_core.run import Run
-from runner_core.validation import check
+from runner_core.validation import algo_class, check
 
 
 def prepare(cfg: DictConfig, device: torch.device) -> DLTrainer:
-    try:
-        cls = get_class(cfg.algo._target_)
-    except Exception as exc:
-        raise ConfigError(f"Config key 'algo._target_' is {cfg.algo._target_!r}, which cannot be imported ({exc}).") from None
+    cls = algo_class(cfg)
     check(cfg, cls.rules)
     data = load_dataset(cfg.dataset, cfg.seed, device)
     steps_per_epoch = -(-len(data.train) // cfg.algo.batch_size)
@@ -34,7 +29,9 @@ class DLTrainer:
     unit = "steps"
     objective_name = "val/acc"
 
-    def __init__(self, cfg: DictConfig, data: Dataset, task: Any, steps_per_epoch: int, device: torch.device) -> None:
+    def __init__(
+        self, cfg: DictConfig, data: Dataset, task: Any, steps_per_epoch: int, device: torch.device
+    ) -> None:
         self.cfg, self.data, self.task, self.device = cfg, data, task, device
         self.steps_per_epoch = steps_per_epoch
         self.total = steps_per_epoch * cfg.algo.epochs
@@ -61,7 +58,11 @@ class DLTrainer:
         for name, obj in self.task.stateful().items():
             obj.load_state_dict(state[name])
         self.generator.set_state(state["generator"])
-        self.epoch, self.order, self.best_val = int(state["epoch"]), state["order"], float(state["best_val"])
+        self.epoch, self.order, self.best_val = (
+            int(state["epoch"]),
+            state["order"],
+            float(state["best_val"]),
+        )
 
     def fit(self, run: Run) -> dict[str, float]:
         cfg, data, bs = self.cfg, self.data, self.cfg.algo.batch_size
@@ -71,7 +72,9 @@ class DLTrainer:
         try:
             while self.epoch < cfg.algo.epochs:
                 if self.order is None:
-                    self.order = torch.randperm(len(data.train), generator=self.generator).to(self.device)
+                    self.order = torch.randperm(len(data.train), generator=self.generator).to(
+                        self.device
+                    )
                 first = step - self.epoch * self.steps_per_epoch  # > 0 when resuming mid-epoch
                 for b in range(first, self.steps_per_epoch):
                     idx = self.order[b * bs : (b + 1) * bs]
@@ -103,7 +106,12 @@ class DLTrainer:
             val = self.task.evaluate(data.val.x, data.val.y)
             self.last_val = {"val/loss": val["loss"], "val/acc": val["acc"]}
         test = self.task.evaluate(data.test.x, data.test.y)
-        results = {**self.last_val, "val/best_acc": self.best_val, "test/loss": test["loss"], "test/acc": test["acc"]}
+        results = {
+            **self.last_val,
+            "val/best_acc": self.best_val,
+            "test/loss": test["loss"],
+            "test/acc": test["acc"],
+        }
         run.log(step, {"test/loss": test["loss"], "test/acc": test["acc"]})
         if cfg.checkpoint.save_final:
             run.save(checkpoint.FINAL)

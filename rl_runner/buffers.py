@@ -77,7 +77,9 @@ class ReplayBatch(NamedTuple):
 class ReplayBuffer:
     """A ring buffer of transitions in numpy arrays; sampling draws uniform indices."""
 
-    def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: Any, device: torch.device) -> None:
+    def __init__(
+        self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: Any, device: torch.device
+    ) -> None:
         self.capacity = capacity
         self.device = device
         self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
@@ -88,7 +90,14 @@ class ReplayBuffer:
         self.pos = 0
         self.size = 0
 
-    def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray) -> None:
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+    ) -> None:
         """Add a batch of transitions (one per sub-env)."""
         n = len(actions)
         idx = (self.pos + np.arange(n)) % self.capacity
@@ -102,16 +111,23 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch:
         idx = rng.integers(0, self.size, size=batch_size)
+
         def t(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(a[idx]).to(self.device)
-        return ReplayBatch(t(self.obs), t(self.actions), t(self.rewards), t(self.next_obs), t(self.terminated))
+
+        return ReplayBatch(
+            t(self.obs), t(self.actions), t(self.rewards), t(self.next_obs), t(self.terminated)
+        )
 
     def state_dict(self) -> dict[str, Any]:
         n = self.size
         return {
             "pos": self.pos,
             "size": n,
-            **{k: torch.from_numpy(getattr(self, k)[:n].copy()) for k in ("obs", "next_obs", "actions", "rewards", "terminated")},
+            **{
+                k: torch.from_numpy(getattr(self, k)[:n].copy())
+                for k in ("obs", "next_obs", "actions", "rewards", "terminated")
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -69,12 +69,16 @@ def env_info(env_cfg: DictConfig) -> EnvInfo:
     spec = resolve_id(env_cfg.id)
     env = gym.make(spec.id, **_make_kwargs(env_cfg))
     try:
-        return describe(env.observation_space, env.action_space, spec.id, env.spec.max_episode_steps)
+        return describe(
+            env.observation_space, env.action_space, spec.id, env.spec.max_episode_steps
+        )
     finally:
         env.close()
 
 
-def describe(obs_space: spaces.Space, act_space: spaces.Space, env_id: str, limit: int | None) -> EnvInfo:
+def describe(
+    obs_space: spaces.Space, act_space: spaces.Space, env_id: str, limit: int | None
+) -> EnvInfo:
     if isinstance(obs_space, spaces.Discrete):
         obs_shape, obs_discrete = (), int(obs_space.n)
     elif isinstance(obs_space, spaces.Box):
@@ -85,13 +89,17 @@ def describe(obs_space: spaces.Space, act_space: spaces.Space, env_id: str, limi
             "runner supports Box and Discrete observations."
         )
     if isinstance(act_space, spaces.Discrete):
-        return EnvInfo(env_id, obs_shape, obs_discrete, "discrete", int(act_space.n), (), None, None, limit)
+        return EnvInfo(
+            env_id, obs_shape, obs_discrete, "discrete", int(act_space.n), (), None, None, limit
+        )
     if isinstance(act_space, spaces.Box):
         return EnvInfo(
             env_id, obs_shape, obs_discrete, "continuous", None, tuple(act_space.shape),
             act_space.low.copy(), act_space.high.copy(), limit,
         )  # fmt: skip
-    return EnvInfo(env_id, obs_shape, obs_discrete, type(act_space).__name__, None, (), None, None, limit)
+    return EnvInfo(
+        env_id, obs_shape, obs_discrete, type(act_space).__name__, None, (), None, None, limit
+    )
 
 
 def _make_kwargs(env_cfg: DictConfig) -> dict[str, Any]:
@@ -110,8 +118,8 @@ def make_vec_env(env_cfg: DictConfig, num_envs: int) -> gym.vector.VectorEnv:
         mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
     if mode == "vector_entry_point" and spec.vector_entry_point is None:
         raise ConfigError(
-            f"Config key 'env.vectorization' is 'vector_entry_point', but {spec.id!r} has no native "
-            "vector implementation; use auto, sync or async."
+            f"Config key 'env.vectorization' is 'vector_entry_point', but {spec.id!r} has no "
+            "native vector implementation; use auto, sync or async."
         )
     kwargs = _make_kwargs(env_cfg)
     try:
@@ -123,7 +131,9 @@ def make_vec_env(env_cfg: DictConfig, num_envs: int) -> gym.vector.VectorEnv:
         ) from None
     autoreset = envs.metadata.get("autoreset_mode")
     if autoreset is not None and autoreset != gym.vector.AutoresetMode.NEXT_STEP:
-        raise ConfigError(f"Environment {spec.id!r} uses {autoreset}; the runner needs next-step autoreset.")
+        raise ConfigError(
+            f"Environment {spec.id!r} uses {autoreset}; the runner needs next-step autoreset."
+        )
     return envs
 
 

@@ -9,31 +9,29 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from rl_runner.algos.base import Algorithm
-from rl_runner.envs import EnvInfo, EnvStepper, env_info, env_rng_states, evaluate, make_vec_env, set_env_rng_states
+from rl_runner.envs import (
+    EnvInfo,
+    EnvStepper,
+    env_info,
+    env_rng_states,
+    evaluate,
+    make_vec_env,
+    set_env_rng_states,
+)
 from runner_core import checkpoint
-from runner_core.errors import ConfigError
 from runner_core.run import Run
-from runner_core.validation import RL_RULES, check
+from runner_core.validation import RL_RULES, algo_class, check
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation envs never share seeds with training envs
-
-
-def algorithm_class(cfg: DictConfig) -> type[Algorithm]:
-    try:
-        cls = get_class(cfg.algo._target_)
-    except Exception as exc:
-        raise ConfigError(f"Config key 'algo._target_' is {cfg.algo._target_!r}, which cannot be imported ({exc}).") from None
-    return cls
 
 
 def prepare(cfg: DictConfig, device: torch.device) -> RLTrainer:
     check(cfg, RL_RULES)
     info = env_info(cfg.env)
-    cls = algorithm_class(cfg)
+    cls = algo_class(cfg)
     cls.check(cfg, info)
     envs = make_vec_env(cfg.env, cfg.env.num_envs)
     eval_envs = make_vec_env(cfg.env, min(cfg.eval.episodes, 32))
@@ -45,7 +43,9 @@ class RLTrainer:
     unit = "steps"
     objective_name = "eval/mean_return"
 
-    def __init__(self, cfg: DictConfig, info: EnvInfo, algo: Algorithm, envs: Any, eval_envs: Any) -> None:
+    def __init__(
+        self, cfg: DictConfig, info: EnvInfo, algo: Algorithm, envs: Any, eval_envs: Any
+    ) -> None:
         self.cfg, self.info, self.algo = cfg, info, algo
         self.envs, self.eval_envs = envs, eval_envs
         self.total = int(cfg.algo.total_steps)
@@ -121,7 +121,9 @@ class RLTrainer:
         self.run.check_finite(step, stats)
         if self.algo.num_updates % self._log_every == 0:
             metrics = {k if "/" in k else f"losses/{k}": v for k, v in stats.items()}
-            metrics["charts/sps"] = (step - self._start_step) / max(time.time() - self._start_time, 1e-9)
+            metrics["charts/sps"] = (step - self._start_step) / max(
+                time.time() - self._start_time, 1e-9
+            )
             self.run.log(step, metrics)
         self.tick()
 
@@ -145,7 +147,10 @@ class RLTrainer:
         policy = self.algo.predict if cfg.eval.deterministic else self._stochastic
         returns = evaluate(policy, self.eval_envs, cfg.eval.episodes, cfg.seed + EVAL_SEED_OFFSET)
         step = self.step
-        result = {"eval/mean_return": float(returns.mean()), "eval/std_return": float(returns.std())}
+        result = {
+            "eval/mean_return": float(returns.mean()),
+            "eval/std_return": float(returns.std()),
+        }
         self.run.log(step, result)
         self.last_eval = {**result, "step": step}
         if result["eval/mean_return"] > self.best_eval:

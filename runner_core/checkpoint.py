@@ -65,8 +65,9 @@ def resolve_resume_target(target: str) -> tuple[Path, Path]:
                 ckpt = ckpt_final
             else:
                 raise CheckpointError(
-                    f"resume={target!r}: the directory has no {CHECKPOINT_DIR}/{LATEST}; it is not a "
-                    "run directory of this runner, or the run stopped before its first checkpoint."
+                    f"resume={target!r}: the directory has no {CHECKPOINT_DIR}/{LATEST}; it is "
+                    "not a run directory of this runner, or the run stopped before its first "
+                    "checkpoint."
                 )
         return path, ckpt
     if path.is_file():

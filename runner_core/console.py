@@ -101,7 +101,9 @@ class Console:
                 refresh_per_second=4,
             )
             self._progress.start()
-            self._task = self._progress.add_task(unit, total=total, completed=done, rate="", info="")
+            self._task = self._progress.add_task(
+                unit, total=total, completed=done, rate="", info=""
+            )
 
     def update(self, done: int, info: str = "") -> None:
         if self.mode == "off":
@@ -109,7 +111,9 @@ class Console:
         now = time.time()
         if self._progress is not None and self._task is not None:
             rate = (done - self._start_step) / max(now - self._start, 1e-9)
-            self._progress.update(self._task, completed=done, rate=f"{rate:,.0f} {self._unit}/s", info=info)
+            self._progress.update(
+                self._task, completed=done, rate=f"{rate:,.0f} {self._unit}/s", info=info
+            )
         elif self.mode == "plain" and now - self._last_line >= self.print_every_s:
             self._last_line = now
             self.info(self._plain_line(done, info, now))
@@ -119,7 +123,10 @@ class Console:
         eta = (self._total - done) / rate if rate > 0 else float("inf")
         pct = 100.0 * done / max(self._total, 1)
         eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta != float("inf") else "?"
-        return f"{self._unit} {done:,}/{self._total:,} ({pct:.0f}%) | {rate:,.0f} {self._unit}/s | {info} | eta {eta_s}"
+        return (
+            f"{self._unit} {done:,}/{self._total:,} ({pct:.0f}%) | {rate:,.0f} {self._unit}/s"
+            f" | {info} | eta {eta_s}"
+        )
 
     def stop(self) -> None:
         if self._progress is not None:

@@ -15,9 +15,10 @@ def resolve_device(kind: str, threads: int) -> torch.device:
     if kind == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if kind == "cuda" and not cuda:
+        built = "with" if torch.backends.cuda.is_built() else "without"
         raise DeviceError(
             "Config key 'device' is 'cuda', but CUDA is not available here (torch "
-            f"{torch.__version__}, built {'with' if torch.backends.cuda.is_built() else 'without'} CUDA). "
+            f"{torch.__version__}, built {built} CUDA). "
             "Use device=cpu or device=auto, or install a CUDA build of torch "
             "(make install TORCH=... TORCH_INDEX=...)."
         )

@@ -55,7 +55,10 @@ class MetricLogger:
             for tag, value in clean.items():
                 self._writer.add_scalar(tag, value, step, walltime=wall)
         if self._jsonl is not None:
-            record: dict[str, Any] = {"step": step, "wall_time": round(time.time() - self._start, 4)}
+            record: dict[str, Any] = {
+                "step": step,
+                "wall_time": round(time.time() - self._start, 4),
+            }
             record.update({k: (v if math.isfinite(v) else str(v)) for k, v in clean.items()})
             self._jsonl.write(json.dumps(record) + "\n")
 

@@ -5,6 +5,7 @@ Family trainers receive a `Run` and never touch files, TensorBoard or signals th
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
@@ -81,10 +82,9 @@ class Run:
             self._stop_signal = signum
 
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            # not the main thread (e.g. some sweepers): no handler
+            with contextlib.suppress(ValueError):
                 self._old_handlers[sig] = signal.signal(sig, handler)
-            except ValueError:  # not the main thread (e.g. some sweepers): no handler
-                pass
 
     def restore_signal_handlers(self) -> None:
         for sig, old in self._old_handlers.items():

@@ -7,6 +7,7 @@ sweepers can optimise it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -74,7 +75,9 @@ def train(cfg: DictConfig, run_dir: Path, resume: dict[str, Any] | None = None) 
         write_json_atomic(run_dir / SUMMARY_FILE, summary)
         hparams = _hparams(cfg)
         run.logger.hparams(hparams, {"hparams/objective": float(summary["objective"])})
-        run.console.summary(f"{cfg.name}: done", {k: v for k, v in summary.items() if k != "run_dir"})
+        run.console.summary(
+            f"{cfg.name}: done", {k: v for k, v in summary.items() if k != "run_dir"}
+        )
         run.console.info(
             f"Run directory: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir.parent}"
             "  (or make tensorboard), then open http://localhost:6006"
@@ -116,10 +119,10 @@ def discard_unstarted(run_dir: Path) -> None:
         "overrides.yaml",
     }:
         shutil.rmtree(hydra_dir)
-    try:
-        run_dir.rmdir()
-    except OSError:
-        pass
+    # the run dir, then the date dir Hydra made for it, where that leaves them empty
+    for folder in (run_dir, run_dir.parent):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 __all__ = ["ConfigError", "train"]

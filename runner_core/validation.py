@@ -68,7 +68,9 @@ def boolean(key: str) -> Rule:
 def int_list(key: str) -> Rule:
     return Rule(
         key,
-        lambda v: isinstance(v, list | tuple) and len(v) > 0 and all(_is_int(x) and x > 0 for x in v),
+        lambda v: (
+            isinstance(v, list | tuple) and len(v) > 0 and all(_is_int(x) and x > 0 for x in v)
+        ),
         "a non-empty list of integers > 0, e.g. [256,128]",
     )
 
@@ -119,9 +121,15 @@ COMMON_RULES: tuple[Rule, ...] = (
     non_negative_int("checkpoint.every_steps"),
 )
 RL_RULES: tuple[Rule, ...] = (
+    Rule("env.id", lambda v: isinstance(v, str) and v != "", "a gymnasium id, e.g. CartPole-v1"),
     positive_int("env.num_envs"),
     one_of("env.vectorization", ("auto", "vector_entry_point", "sync", "async")),
-    Rule("env.max_episode_steps", lambda v: isinstance(v, int) and v > 0, "null or an integer > 0", optional=True),
+    Rule(
+        "env.max_episode_steps",
+        lambda v: isinstance(v, int) and v > 0,
+        "null or an integer > 0",
+        optional=True,
+    ),
     non_negative_int("eval.every_steps"),
     positive_int("eval.episodes"),
     boolean("eval.deterministic"),
@@ -134,3 +142,16 @@ def plain(node: DictConfig) -> SimpleNamespace:
     values = OmegaConf.to_container(node, resolve=True)
     assert isinstance(values, dict)
     return SimpleNamespace(**{str(k): v for k, v in values.items()})
+
+
+def algo_class(cfg: DictConfig) -> type:
+    """The class named by `algo._target_`, or a ConfigError saying why it cannot be imported."""
+    from hydra.utils import get_class
+
+    try:
+        return get_class(cfg.algo._target_)
+    except Exception as exc:
+        raise ConfigError(
+            f"Config key 'algo._target_' is {cfg.algo._target_!r}, which cannot be imported "
+            f"({exc})."
+        ) from None

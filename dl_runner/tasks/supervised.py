@@ -30,14 +30,21 @@ class Supervised:
         in_range("algo.label_smoothing", 0.0, 1.0, hi_open=True),
     )
 
-    def __init__(self, cfg: DictConfig, data: Dataset, device: torch.device, total_steps: int) -> None:
+    def __init__(
+        self, cfg: DictConfig, data: Dataset, device: torch.device, total_steps: int
+    ) -> None:
         hp = self.hp = cfg.algo
         self.model = build_network(cfg.network, data.n_features, data.n_classes).to(device)
         if hp.optimizer == "adam":
-            self.optimizer = adam(self.model.parameters(), hp.lr, device, weight_decay=hp.weight_decay)
+            self.optimizer = adam(
+                self.model.parameters(), hp.lr, device, weight_decay=hp.weight_decay
+            )
         else:
             self.optimizer = torch.optim.SGD(
-                self.model.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+                self.model.parameters(),
+                lr=hp.lr,
+                momentum=hp.momentum,
+                weight_decay=hp.weight_decay,
             )
         schedule = (
             (lambda s: 0.5 * (1 + math.cos(math.pi * min(s / total_steps, 1.0))))

@@ -144,13 +144,18 @@ class OffPolicyAlgorithm(Algorithm):
             if valid.all():
                 self.buffer.add(obs, actions, reward, next_obs, terminated)
             else:
-                self.buffer.add(obs[valid], actions[valid], reward[valid], next_obs[valid], terminated[valid])
+                self.buffer.add(
+                    obs[valid], actions[valid], reward[valid], next_obs[valid], terminated[valid]
+                )
             if self.obs_rms is not None:
                 self.encode(next_obs, update_stats=True)
             self.on_env_step(t.step, t.num_envs)
             if t.step >= hp.learning_starts and t.step - self.last_train_step >= hp.train_freq:
                 self.last_train_step = t.step
-                stats = [self.update(self.buffer.sample(hp.batch_size, self.rng)) for _ in range(hp.gradient_steps)]
+                stats = [
+                    self.update(self.buffer.sample(hp.batch_size, self.rng))
+                    for _ in range(hp.gradient_steps)
+                ]
                 self.num_updates += len(stats)
                 t.after_update({k: float(np.mean([s[k] for s in stats])) for k in stats[0]})
             else:

@@ -65,7 +65,12 @@ class DQN(OffPolicyAlgorithm):
         self.last_target_step = 0
 
     def stateful(self):
-        state = {**super().stateful(), "q_net": self.q_net, "target_net": self.target_net, "optimizer": self.optimizer}
+        state = {
+            **super().stateful(),
+            "q_net": self.q_net,
+            "target_net": self.target_net,
+            "optimizer": self.optimizer,
+        }
         if self.save_buffer:
             state["buffer"] = self.buffer
         return state
@@ -81,7 +86,9 @@ class DQN(OffPolicyAlgorithm):
         hp = self.hp
         decay_steps = hp.exploration_fraction * self.total_steps
         frac = min(step / decay_steps, 1.0) if decay_steps > 0 else 1.0
-        return hp.exploration_initial_eps + frac * (hp.exploration_final_eps - hp.exploration_initial_eps)
+        return hp.exploration_initial_eps + frac * (
+            hp.exploration_final_eps - hp.exploration_initial_eps
+        )
 
     def explore(self, obs: np.ndarray, step: int) -> np.ndarray:
         n = len(obs)

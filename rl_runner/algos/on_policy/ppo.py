@@ -120,7 +120,11 @@ class PPO(OnPolicyAlgorithm):
                 break
 
         var_returns = returns.var()
-        explained_var = 1 - (returns - old_values).var() / var_returns if var_returns > 0 else torch.tensor(float("nan"))
+        explained_var = (
+            1 - (returns - old_values).var() / var_returns
+            if var_returns > 0
+            else torch.tensor(float("nan"))
+        )
         return {
             "policy_loss": pg_loss.item(),
             "value_loss": v_loss.item(),
