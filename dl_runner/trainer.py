@@ -40,6 +40,7 @@ class DLTrainer:
         self.order: torch.Tensor | None = None  # this epoch's shuffle, kept for mid-epoch resume
         self.best_val = -1.0
         self.last_val: dict[str, float] = {}
+        self.finished = False  # test metrics logged: resuming a finished run logs nothing again
 
     def describe(self) -> dict[str, Any]:
         return {"dataset": self.data.name, "algo": self.cfg.algo.name, "epochs": self.epoch}
@@ -51,6 +52,7 @@ class DLTrainer:
             "epoch": self.epoch,
             "order": self.order,
             "best_val": self.best_val,
+            "finished": self.finished,
             "data_stats": self.data.stats,
         }
 
@@ -63,6 +65,7 @@ class DLTrainer:
             state["order"],
             float(state["best_val"]),
         )
+        self.finished = bool(state.get("finished", False))
 
     def fit(self, run: Run) -> dict[str, float]:
         cfg, data, bs = self.cfg, self.data, self.cfg.algo.batch_size
@@ -112,7 +115,9 @@ class DLTrainer:
             "test/loss": test["loss"],
             "test/acc": test["acc"],
         }
-        run.log(step, {"test/loss": test["loss"], "test/acc": test["acc"]})
+        if not self.finished:
+            run.log(step, {"test/loss": test["loss"], "test/acc": test["acc"]})
+            self.finished = True
         if cfg.checkpoint.save_final:
             run.save(checkpoint.FINAL)
         run.save(checkpoint.LATEST)

@@ -126,7 +126,7 @@ RL_RULES: tuple[Rule, ...] = (
     one_of("env.vectorization", ("auto", "vector_entry_point", "sync", "async")),
     Rule(
         "env.max_episode_steps",
-        lambda v: isinstance(v, int) and v > 0,
+        lambda v: _is_int(v) and v > 0,
         "null or an integer > 0",
         optional=True,
     ),

@@ -1,0 +1,70 @@
+"""Data sets: stratified splits and the digits loader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from dl_runner.datasets import load_dataset, stratified_split
+from runner_core.errors import ConfigError
+
+CPU = torch.device("cpu")
+
+
+def test_stratified_split_proportions():
+    y = np.repeat([0, 1, 2], [100, 60, 40])
+    np.random.default_rng(0).shuffle(y)
+    train, val, test = stratified_split(y, val=0.15, test=0.25, seed=0)
+    for label, n in ((0, 100), (1, 60), (2, 40)):
+        assert (y[test] == label).sum() == round(n * 0.25)
+        assert (y[val] == label).sum() == round(n * 0.15)
+        assert (y[train] == label).sum() == n - round(n * 0.25) - round(n * 0.15)
+    everything = np.concatenate([train, val, test])
+    assert len(everything) == len(y)
+    assert set(everything.tolist()) == set(range(len(y)))  # disjoint and complete
+    for part in (train, val, test):
+        assert (np.diff(part) > 0).all()  # sorted
+
+
+def test_stratified_split_is_seeded():
+    y = np.repeat(np.arange(4), 25)
+    a = stratified_split(y, 0.2, 0.2, seed=1)
+    b = stratified_split(y, 0.2, 0.2, seed=1)
+    c = stratified_split(y, 0.2, 0.2, seed=2)
+    for x, z in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, z)
+    assert any(not np.array_equal(x, z) for x, z in zip(a, c, strict=True))
+
+
+def _cfg(**over):
+    base = {"name": "digits", "val_fraction": 0.15, "test_fraction": 0.15, "standardize": True}
+    return OmegaConf.create({**base, **over})
+
+
+def test_digits():
+    data = load_dataset(_cfg(), seed=0, device=CPU)
+    assert (data.n_features, data.n_classes) == (64, 10)
+    assert (len(data.train), len(data.val), len(data.test)) == (1259, 269, 269)
+    assert data.train.x.dtype == torch.float32
+    assert data.train.y.dtype == torch.int64
+    # standardized with training statistics: mean 0 on the training split
+    assert data.train.x.mean(0).abs().max().item() < 1e-4
+    raw = load_dataset(_cfg(standardize=False), seed=0, device=CPU)
+    assert raw.train.x.max().item() == 16.0
+    assert set(data.stats) == {"mean", "std"}
+
+
+@pytest.mark.parametrize(
+    "over",
+    [{"val_fraction": 0.0}, {"test_fraction": 1.0}, {"val_fraction": 0.6, "test_fraction": 0.5}],
+)
+def test_bad_fractions(over):
+    with pytest.raises(ConfigError, match=r"dataset\.val_fraction"):
+        load_dataset(_cfg(**over), seed=0, device=CPU)
+
+
+def test_unknown_dataset():
+    with pytest.raises(ConfigError, match=r"'dataset\.name' is 'mnist'; known data sets: digits"):
+        load_dataset(_cfg(name="mnist"), seed=0, device=CPU)

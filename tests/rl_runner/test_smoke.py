@@ -1,0 +1,109 @@
+"""Every RL algorithm on every env option for a few hundred steps, through `train()`."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+import yaml
+from gymnasium import spaces
+
+from runner_core.entrypoint import CONF_DIR
+from runner_core.errors import ConfigError
+from tests.conftest import (
+    algo_family,
+    assert_run_dir,
+    compose_cfg,
+    options,
+    read_metrics,
+    run_train,
+    steps_by_tag,
+)
+
+RL_ALGOS = [a for a in options("algo") if algo_family(a) == "rl"]
+ENVS = [e for e in options("env") if e != "gym"]
+
+
+def _is_discrete(env_option: str) -> bool:
+    env_id = yaml.safe_load((CONF_DIR / "env" / f"{env_option}.yaml").read_text())["id"]
+    env = gym.make(env_id)
+    try:
+        return isinstance(env.action_space, spaces.Discrete)
+    finally:
+        env.close()
+
+
+DISCRETE = {e: _is_discrete(e) for e in ENVS}
+
+
+def test_env_options_found():
+    assert {"ppo", "dqn"} <= set(RL_ALGOS)
+    assert not DISCRETE["pendulum"]
+    assert not DISCRETE["mountaincarcontinuous"]
+    assert DISCRETE["cartpole"]
+
+
+def _check_rl_run(run_dir, algo, env_id):
+    summary = assert_run_dir(run_dir)
+    cfg_total = compose_cfg([f"algo={algo}"]).algo.total_steps
+    assert summary["global_step"] >= cfg_total
+    assert summary["objective_name"] == "eval/mean_return"
+    assert summary["env_id"] == env_id
+    assert summary["device"] == "cpu"
+    assert summary["seed"] == 0
+    tags = steps_by_tag(read_metrics(run_dir))
+    assert "eval/mean_return" in tags
+    assert any(t.startswith("losses/") for t in tags), sorted(tags)
+    for tag, steps in tags.items():
+        assert steps == sorted(steps), tag
+        assert all(0 < s <= summary["global_step"] for s in steps), tag
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("algo", RL_ALGOS)
+def test_algo_env_pair(tmp_path, algo, env):
+    cfg = compose_cfg([f"algo={algo}", f"env={env}"])
+    run_dir = tmp_path / "run"
+    if not DISCRETE[env]:
+        with pytest.raises(ConfigError, match="action space") as err:
+            run_train(cfg, run_dir)
+        assert f"algo={algo}" in str(err.value)
+        assert cfg.env.id in str(err.value)
+        assert not run_dir.exists(), "a refused run leaves no directory"
+        return
+    objective = run_train(cfg, run_dir)
+    _check_rl_run(run_dir, algo, cfg.env.id)
+    assert objective == pytest.approx(assert_run_dir(run_dir)["eval/mean_return"])
+
+
+@pytest.mark.parametrize("algo", RL_ALGOS)
+def test_gym_env_by_id(tmp_path, algo):
+    cfg = compose_cfg([f"algo={algo}", "env=gym", "env.id=Acrobot-v1"])
+    assert cfg.name == f"{algo}_gym"
+    run_train(cfg, tmp_path / "run")
+    _check_rl_run(tmp_path / "run", algo, "Acrobot-v1")
+
+
+def test_tensorboard_and_jsonl_can_be_off(train_run):
+    run_dir = train_run(["logger.tensorboard=false", "logger.jsonl=false"])
+    assert not list(run_dir.glob("events.out.tfevents.*"))
+    assert not (run_dir / "metrics.jsonl").exists()
+    assert (run_dir / "summary.json").is_file()
+    assert (run_dir / "checkpoints" / "final.pt").is_file()
+
+
+def test_make_cfg_fixture_shrinks_the_real_config(make_cfg):
+    cfg = make_cfg(["algo=dqn"])
+    assert cfg.logger.console == "off"
+    assert cfg.algo.total_steps == 600
+    assert cfg.algo.gradient_steps == 1  # overrides the cartpole preset's 128
+    assert make_cfg(["algo=dqn"], fast=False).algo.total_steps == 50_000
+
+
+def test_periodic_eval_and_checkpoints(tmp_path):
+    cfg = compose_cfg(
+        ["eval.every_steps=128", "checkpoint.every_steps=256", "algo.total_steps=512"]
+    )
+    run_train(cfg, tmp_path / "run")
+    tags = steps_by_tag(read_metrics(tmp_path / "run"))
+    assert tags["eval/mean_return"] == [128, 256, 384, 512]
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()

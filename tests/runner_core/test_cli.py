@@ -1,0 +1,119 @@
+"""The command line, as a user runs it: --help, --cfg, the three entry points, --multirun."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    REPO,
+    assert_run_dir,
+    leftovers,
+    read_summary,
+    run_cli,
+    run_command,
+)
+from tests.conftest import options as group_options
+
+TINY_PPO = ("algo.total_steps=256", "env.num_envs=2", "algo.num_steps=64", "algo.num_epochs=1",
+            "eval.episodes=2", "logger.console=off", "device=cpu")  # fmt: skip
+
+
+def run_dirs(cwd: Path) -> list[Path]:
+    return sorted(p.parent for p in (cwd / "outputs").glob("*/*/summary.json"))
+
+
+def test_help_lists_groups_and_options(tmp_path):
+    result = run_cli("rl_runner", "--help", cwd=tmp_path)
+    assert result.rc == 0, result.stderr
+    out = result.stdout
+    for group in ("algo", "env", "network", "device", "dataset", "logger", "checkpoint", "eval"):
+        line = next((ln for ln in out.splitlines() if ln.startswith(f"{group}: ")), None)
+        assert line is not None, f"--help does not list the {group} group"
+        for option in group_options(group):
+            assert option in line, f"--help does not list {group}={option}"
+    assert "resume=" in out
+    assert "--multirun" in out
+    assert leftovers(tmp_path) == []
+
+
+def test_help_does_not_import_torch(tmp_path):
+    result = run_cli("rl_runner", "--help", cwd=tmp_path, python_flags=("-X", "importtime"))
+    assert result.rc == 0
+    imported = [ln for ln in result.stderr.splitlines() if "import time:" in ln]
+    assert len(imported) > 50, "expected -X importtime output on stderr"
+    heavy = [ln for ln in imported if "torch" in ln or "gymnasium" in ln]
+    assert heavy == []
+
+
+def test_cfg_job_prints_the_config(tmp_path):
+    result = run_cli("rl_runner", "algo=dqn", "env=acrobot", "algo.lr=0.005", "--cfg", "job",
+                     cwd=tmp_path)  # fmt: skip
+    assert result.rc == 0, result.stderr
+    out = result.stdout
+    assert "name: dqn" in out
+    assert "id: Acrobot-v1" in out
+    assert "lr: 0.005" in out
+    assert "seed: 0" in out
+    assert leftovers(tmp_path) == []
+
+
+def test_rl_runner_trains(tmp_path):
+    result = run_cli("rl_runner", *TINY_PPO, cwd=tmp_path)
+    assert result.rc == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    assert run_dir.name.endswith("_ppo_cartpole")
+    summary = assert_run_dir(run_dir)
+    assert summary["global_step"] == 256
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert "Traceback" not in result.output
+
+
+def test_dl_runner_trains(tmp_path):
+    result = run_cli("dl_runner", "algo.epochs=1", "logger.console=off", "device=cpu", cwd=tmp_path)
+    assert result.rc == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    assert run_dir.name.endswith("_supervised_digits")
+    summary = assert_run_dir(run_dir)
+    assert summary["global_step"] == 20
+    assert summary["objective_name"] == "val/acc"
+
+
+def test_train_console_script_dispatches(tmp_path):
+    script = Path(sys.executable).with_name("train")
+    if not script.exists():
+        pytest.skip(f"no console script at {script} (project not installed in this environment)")
+    result = run_command(
+        [str(script), "algo=supervised", "algo.epochs=1", "logger.console=plain", "device=cpu"],
+        cwd=tmp_path,
+    )
+    assert result.rc == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    assert run_dir.name.endswith("_supervised_digits")
+    assert read_summary(run_dir)["dataset"] == "digits"
+    assert "supervised_digits: done" in result.stdout  # plain console: the summary table
+
+
+def test_multirun_makes_one_sweep_dir_with_a_job_each(tmp_path):
+    result = run_cli("rl_runner", "--multirun", "seed=0,1", *TINY_PPO, cwd=tmp_path)
+    assert result.rc == 0, result.stderr
+    sweeps = list((tmp_path / "outputs" / "multirun").glob("*/*"))
+    assert len(sweeps) == 1
+    sweep = sweeps[0]
+    assert sweep.name.endswith("_ppo_cartpole")
+    assert (sweep / "multirun.yaml").is_file()
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [p.name.split("_", 1)[0] for p in jobs] == ["0", "1"]
+    assert [read_summary(p)["seed"] for p in jobs] == [0, 1]
+    for job in jobs:
+        assert_run_dir(job)
+    assert not list((tmp_path / "outputs").glob("[0-9]*"))  # no single-run dirs
+
+
+def test_repo_conf_is_found_from_anywhere(tmp_path):
+    assert (REPO / "conf" / "train.yaml").is_file()
+    result = run_cli("dl_runner", "--cfg", "job", cwd=tmp_path)
+    assert result.rc == 0
+    assert "name: supervised" in result.stdout

@@ -1,0 +1,106 @@
+"""The metrics logger (jsonl records, resume truncation), hparams flattening, the cadence
+predicate, devices and seeding."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from runner_core.device import resolve_device
+from runner_core.errors import DeviceError
+from runner_core.metrics import MetricLogger, flatten_hparams
+from runner_core.run import Run
+from runner_core.seeding import rng_state, seed_everything, set_rng_state
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_jsonl_records(tmp_path):
+    logger = MetricLogger(tmp_path, tensorboard=False)
+    logger.log(1, {"losses/a": 1, "losses/b": np.float32(0.5)})
+    logger.log(2, {})  # nothing to write
+    logger.log(3, {"losses/a": float("nan"), "losses/b": float("inf")})
+    logger.close()
+    records = _lines(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 3]
+    assert records[0]["losses/a"] == 1.0
+    assert records[0]["losses/b"] == 0.5
+    assert "wall_time" in records[0]
+    assert records[1]["losses/a"] == "nan"  # strict JSON: non-finite values as strings
+    assert records[1]["losses/b"] == "inf"
+    assert logger.last == {
+        "losses/a": pytest.approx(float("nan"), nan_ok=True),
+        "losses/b": float("inf"),
+    }
+
+
+def test_resume_truncates_to_the_checkpoint_offset(tmp_path):
+    logger = MetricLogger(tmp_path, tensorboard=False)
+    logger.log(1, {"x": 1.0})
+    offset = logger.offset()
+    logger.log(2, {"x": 2.0})  # written after the checkpoint: lost on resume
+    logger.close()
+    resumed = MetricLogger(tmp_path, tensorboard=False, resume_step=2, resume_offset=offset)
+    resumed.log(2, {"x": 20.0})
+    resumed.close()
+    assert [(r["step"], r["x"]) for r in _lines(tmp_path / "metrics.jsonl")] == [
+        (1, 1.0),
+        (2, 20.0),
+    ]
+
+
+def test_tensorboard_events(tmp_path):
+    logger = MetricLogger(tmp_path, jsonl=False)
+    logger.log(1, {"x": 1.0})
+    logger.close()
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_flatten_hparams():
+    tree = {"algo": {"lr": 0.1, "hidden": [64, 64], "flag": True, "none": None}, "seed": 3}
+    assert flatten_hparams(tree) == {
+        "algo.lr": 0.1,
+        "algo.hidden": "[64, 64]",
+        "algo.flag": True,
+        "seed": 3,
+    }
+
+
+def test_every():
+    due = Run.every(None, 100, 0)
+    assert [s for s in range(0, 501, 50) if due(s)] == [100, 200, 300, 400, 500]
+    jumpy = Run.every(None, 100, 0)
+    assert [s for s in (64, 128, 192, 256, 320, 384) if jumpy(s)] == [128, 256, 320]
+    resumed = Run.every(None, 100, 250)  # a resumed run's first due point is the next multiple
+    assert [s for s in (260, 300, 399, 400) if resumed(s)] == [300, 400]
+    never = Run.every(None, 0, 0)
+    assert not any(never(s) for s in range(0, 10_000, 500))
+
+
+def test_cpu_device():
+    assert resolve_device("cpu", 1) == torch.device("cpu")
+    assert resolve_device("auto", 1).type in ("cpu", "cuda", "mps")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_unavailable_is_a_clear_error():
+    with pytest.raises(DeviceError, match="'device' is 'cuda', but CUDA is not available"):
+        resolve_device("cuda", 1)
+
+
+def test_seeding_and_rng_state_round_trip():
+    seed_everything(5)
+    state = rng_state()
+    a = (random.random(), np.random.rand(), torch.rand(1).item())
+    set_rng_state(state)
+    b = (random.random(), np.random.rand(), torch.rand(1).item())
+    assert a == b
+    seed_everything(5)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
