@@ -209,24 +209,47 @@ class EnvStepper:
         return stats
 
 
-def evaluate(policy: Any, envs: gym.vector.VectorEnv, episodes: int, seed: int) -> np.ndarray:
+EVAL_EPISODE_LIMIT = 10_000  # steps; caps evaluation episodes of envs that register no limit
+
+
+def evaluate(
+    policy: Any,
+    envs: gym.vector.VectorEnv,
+    episodes: int,
+    seed: int,
+    max_episode_steps: int = EVAL_EPISODE_LIMIT,
+) -> np.ndarray:
     """Returns of `episodes` episodes of `policy(obs) -> actions`, spread evenly over the
-    sub-envs (each sub-env plays a fixed number, so short episodes are not over-counted)."""
+    sub-envs (each sub-env plays a fixed number, so short episodes are not over-counted).
+
+    An episode still running after `max_episode_steps` steps is cut there and counted with the
+    return it has, so a policy that never ends an episode (possible on envs without a time
+    limit) cannot make evaluation run forever."""
     n = envs.num_envs
     targets = np.array([(episodes + i) // n for i in range(n)])
     counts = np.zeros(n, dtype=np.int64)
     ep_return = np.zeros(n)
+    ep_len = np.zeros(n, dtype=np.int64)
     returns: list[float] = []
     obs, _ = envs.reset(seed=seed)
     reset_next = np.zeros(n, dtype=bool)
     while (counts < targets).any():
         obs, reward, terminated, truncated, _ = envs.step(policy(obs))
         ep_return += np.where(reset_next, 0.0, reward)
+        ep_len += ~reset_next
         done = terminated | truncated
-        for i in np.flatnonzero(done):
+        cut = ~done & (ep_len >= max_episode_steps)
+        for i in np.flatnonzero(done | cut):
             if counts[i] < targets[i]:
                 returns.append(float(ep_return[i]))
                 counts[i] += 1
-        ep_return[done] = 0.0
         reset_next = done
+        if cut.any():
+            if isinstance(envs, gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv):
+                obs, _ = envs.reset(options={"reset_mask": cut})
+            else:  # native vector envs reset all sub-envs: their unfinished episodes are dropped
+                obs, _ = envs.reset()
+                cut[:], reset_next = True, np.zeros(n, dtype=bool)
+        ep_return[done | cut] = 0.0
+        ep_len[done | cut] = 0
     return np.asarray(returns)

@@ -64,6 +64,7 @@ class RLTrainer:
         return {
             "algo": self.algo.state_dict(),
             "best_eval": float(self.best_eval),
+            "last_eval": dict(self.last_eval),  # a resumed finished run does not evaluate again
             "episodes": self.stepper.episodes if self.stepper else self.episodes,
             "env_rng": env_rng_states(self.envs),
         }
@@ -71,6 +72,7 @@ class RLTrainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.algo.load_state_dict(state["algo"])
         self.best_eval = float(state["best_eval"])
+        self.last_eval = {k: float(v) for k, v in state.get("last_eval", {}).items()}
         self.episodes = int(state["episodes"])
         self._env_rng = state.get("env_rng")
 

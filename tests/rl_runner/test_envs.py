@@ -11,7 +11,14 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from rl_runner.envs import EnvStepper, env_info, evaluate, make_vec_env, resolve_id
+from rl_runner.envs import (
+    EVAL_EPISODE_LIMIT,
+    EnvStepper,
+    env_info,
+    evaluate,
+    make_vec_env,
+    resolve_id,
+)
 from runner_core.entrypoint import CONF_DIR
 from runner_core.errors import ConfigError
 from tests.conftest import options
@@ -158,12 +165,6 @@ class _Timeout(Exception):
     pass
 
 
-@pytest.mark.xfail(
-    reason="bug: evaluate() never returns when the env has no time limit and the policy never ends "
-    "an episode (e.g. env=gym env.id=CliffWalking-v1 with a greedy policy that walks into a wall)",
-    raises=_Timeout,
-    strict=True,
-)
 def test_evaluate_terminates_without_a_time_limit():
     envs = make_vec_env(env_cfg("CliffWalking-v1"), 1)
 
@@ -179,3 +180,20 @@ def test_evaluate_terminates_without_a_time_limit():
         signal.signal(signal.SIGALRM, old)
         envs.close()
     assert len(returns) == 1
+    assert returns[0] == -EVAL_EPISODE_LIMIT  # -1 per step, cut at the evaluation limit
+
+
+@pytest.mark.parametrize("vectorization", ["sync", "vector_entry_point"])
+def test_evaluate_cuts_long_episodes_at_the_limit(vectorization):
+    """Sync envs reset only the cut sub-env; native vector envs reset all and drop unfinished
+    episodes. Either way every counted episode lasts at most the limit (CartPole: +1 per step)."""
+    envs = make_vec_env(env_cfg("CartPole-v1", vectorization=vectorization), 3)
+    lean = np.random.default_rng(0)
+    try:
+        returns = evaluate(lambda obs: lean.integers(0, 2, len(obs)), envs, 7, seed=0,
+                           max_episode_steps=12)  # fmt: skip
+    finally:
+        envs.close()
+    assert len(returns) == 7
+    assert (returns <= 12).all() and (returns >= 1).all()
+    assert (returns == 12).any()

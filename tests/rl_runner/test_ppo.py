@@ -150,14 +150,6 @@ def test_update_on_a_real_rollout():
     envs.close()
 
 
-@pytest.mark.xfail(
-    reason="bug: PPO.update returns explained_variance=nan when the kept returns have no variance "
-    "(e.g. a single valid transition), and the trainer's finite check then stops the run: "
-    "python -m rl_runner algo.num_steps=1 env.num_envs=1 algo.batch_size=1 algo.total_steps=10 "
-    "exits 3 with \"'explained_variance' became nan\"",
-    strict=True,
-)
-@pytest.mark.filterwarnings("ignore:var")
 def test_stats_finite_with_one_transition():
     ppo = make_ppo()
     buf, _ = make_buffer(ppo, 1, 1, ratio=1.0, adv=[1.0], value_shift=[0.5])

@@ -152,13 +152,6 @@ def test_resuming_a_finished_dl_run_logs_nothing_twice(tmp_path):
     assert again["test/acc"] == summary["test/acc"]
 
 
-@pytest.mark.xfail(
-    reason="bug: resuming a finished RL run evaluates again and logs eval/* a second time at the "
-    "final step (RLTrainer.last_eval is not restored from the checkpoint): "
-    "python -m rl_runner <overrides>; python -m rl_runner resume=<that run dir> -> "
-    "metrics.jsonl has eval/mean_return twice at the final step",
-    strict=True,
-)
 def test_resuming_a_finished_rl_run_logs_nothing_twice(tmp_path):
     run_dir = tmp_path / "run"
     run_train(compose_cfg(), run_dir)

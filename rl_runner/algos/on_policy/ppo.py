@@ -119,11 +119,13 @@ class PPO(OnPolicyAlgorithm):
             if stop:
                 break
 
-        var_returns = returns.var()
+        # 1 - Var[R - V] / Var[R]; 0 when the returns have no spread (then it is undefined, and a
+        # NaN diagnostic would trip the trainer's finite check)
+        var_returns = returns.var(correction=0)
         explained_var = (
-            1 - (returns - old_values).var() / var_returns
+            1 - (returns - old_values).var(correction=0) / var_returns
             if var_returns > 0
-            else torch.tensor(float("nan"))
+            else torch.zeros(())
         )
         return {
             "policy_loss": pg_loss.item(),
