@@ -53,6 +53,7 @@ class RLTrainer:
         self.best_eval = -np.inf
         self.last_eval: dict[str, float] = {}
         self.episodes = 0
+        self.solved_at: int | None = None  # step of the evaluation that reached eval.stop_at_return
         self._env_rng: list[dict[str, Any]] | None = None
         self.stepper: EnvStepper | None = None
 
@@ -65,6 +66,7 @@ class RLTrainer:
             "algo": self.algo.state_dict(),
             "best_eval": float(self.best_eval),
             "last_eval": dict(self.last_eval),  # a resumed finished run does not evaluate again
+            "solved_at": self.solved_at,
             "episodes": self.stepper.episodes if self.stepper else self.episodes,
             "env_rng": env_rng_states(self.envs),
         }
@@ -74,6 +76,7 @@ class RLTrainer:
         self.best_eval = float(state["best_eval"])
         self.last_eval = {k: float(v) for k, v in state.get("last_eval", {}).items()}
         self.episodes = int(state["episodes"])
+        self.solved_at = state.get("solved_at")
         self._env_rng = state.get("env_rng")
 
     def fit(self, run: Run) -> dict[str, float]:
@@ -103,9 +106,15 @@ class RLTrainer:
             "eval/mean_return": final["eval/mean_return"],
             "eval/std_return": final["eval/std_return"],
             "eval/best_mean_return": float(self.best_eval),
+            **({"solved_at_step": self.solved_at} if self.solved_at is not None else {}),
         }
 
     # what algorithms call ---------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """The budget is spent, or an evaluation reached `eval.stop_at_return`."""
+        return self.stepper.step_count >= self.total or self.solved_at is not None
+
     @property
     def step(self) -> int:
         return self.stepper.step_count
@@ -155,6 +164,9 @@ class RLTrainer:
         }
         self.run.log(step, result)
         self.last_eval = {**result, "step": step}
+        target = cfg.eval.stop_at_return
+        if target is not None and self.solved_at is None and result["eval/mean_return"] >= target:
+            self.solved_at = step
         if result["eval/mean_return"] > self.best_eval:
             self.best_eval = result["eval/mean_return"]
             if cfg.checkpoint.save_best:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -17,6 +18,36 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+# stateless activations as plain functions: the MLP's forward calls these directly
+_ACTIVATION_FUNCTIONS = {
+    nn.ReLU: torch.relu,
+    nn.Tanh: torch.tanh,
+    nn.Sigmoid: torch.sigmoid,
+    nn.SiLU: F.silu,
+}
+
+
+class MLP(nn.Sequential):
+    """An `nn.Sequential` of Linear / activation / BatchNorm / Dropout layers whose forward calls
+    the linear and activation functions directly instead of each sub-module's `__call__`.
+
+    The layers, parameters, state dict and printout are those of the plain Sequential; only the
+    per-layer module dispatch (hooks, a Python frame per layer) is skipped, which is a fifth of a
+    small RL network's forward on the CPU. Layers with state or modes (BatchNorm, Dropout,
+    LeakyReLU's slope) are still called as modules."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            kind = type(layer)
+            if kind is nn.Linear:
+                x = F.linear(x, layer.weight, layer.bias)
+            elif kind in _ACTIVATION_FUNCTIONS:
+                x = _ACTIVATION_FUNCTIONS[kind](x)
+            else:
+                x = layer(x)
+        return x
+
+
 def mlp(
     in_features: int,
     out_features: int,
@@ -26,7 +57,7 @@ def mlp(
     batchnorm: bool = False,
     out_gain: float | None = None,
     hidden_gain: float | None = None,
-) -> nn.Sequential:
+) -> MLP:
     """Linear -> [BatchNorm] -> activation -> [Dropout] per hidden size, then a linear head.
 
     With `hidden_gain`/`out_gain` the linear layers get orthogonal weights with that gain and zero
@@ -49,7 +80,7 @@ def mlp(
     if out_gain is not None:
         _orthogonal(head, out_gain)
     layers.append(head)
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 def _orthogonal(layer: nn.Linear, gain: float) -> None:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner_core import checkpoint
 from runner_core.console import Console
-from runner_core.errors import Interrupted, NonFiniteError
+from runner_core.errors import CheckpointError, Interrupted, NonFiniteError
 from runner_core.metrics import MetricLogger
 from runner_core.seeding import rng_state, set_rng_state
 
@@ -53,7 +53,14 @@ class Run:
         self.step = 0
         self.elapsed_before = 0.0  # wall time of earlier segments of a resumed run
         if resume is not None:
-            session.load_state_dict(resume["session"])
+            try:
+                session.load_state_dict(resume["session"])
+            except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+                raise CheckpointError(
+                    f"The checkpoint does not fit this run's model and optimizer ({exc}). It was "
+                    "written by another version of the runner or for another configuration; "
+                    "start a new run instead of resuming this one."
+                ) from None
             set_rng_state(resume["rng"])
             self.step = int(resume["step"])
             self.elapsed_before = float(resume.get("elapsed", 0.0))

@@ -93,7 +93,7 @@ class OnPolicyAlgorithm(Algorithm):
 
     def learn(self, t: RLTrainer) -> None:
         buf = RolloutBuffer(self.hp.num_steps, t.num_envs, self.info.obs_dim, self.device)
-        while t.step < t.total:
+        while not t.done:
             self.collect(t, buf)
             stats = self.update(buf, progress=t.step / t.total)
             self.num_updates += 1
@@ -137,7 +137,7 @@ class OffPolicyAlgorithm(Algorithm):
 
     def learn(self, t: RLTrainer) -> None:
         hp = self.hp
-        while t.step < t.total:
+        while not t.done:
             obs = t.obs
             actions = self.explore(obs, t.step)
             next_obs, reward, terminated, _truncated, valid = t.env_step(actions)

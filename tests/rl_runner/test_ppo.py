@@ -93,11 +93,11 @@ def test_annealing_follows_progress():
     stats = ppo.update(buf, progress=0.25)
     assert stats["charts/learning_rate"] == pytest.approx(0.001 * 0.75)
     assert stats["charts/clip_coef"] == pytest.approx(0.2 * 0.75)
-    assert ppo.optimizer.param_groups[0]["lr"] == pytest.approx(0.001 * 0.75)
+    assert ppo.optimizer.lr == pytest.approx(0.001 * 0.75)
 
 
 def _optimizer_steps(ppo: PPO) -> int:
-    return int(next(iter(ppo.optimizer.state.values()))["step"])
+    return ppo.optimizer.steps
 
 
 def test_epochs_and_minibatches():

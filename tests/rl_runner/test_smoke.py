@@ -15,6 +15,7 @@ from tests.conftest import (
     compose_cfg,
     options,
     read_metrics,
+    read_summary,
     run_train,
     steps_by_tag,
 )
@@ -107,3 +108,24 @@ def test_periodic_eval_and_checkpoints(tmp_path):
     tags = steps_by_tag(read_metrics(tmp_path / "run"))
     assert tags["eval/mean_return"] == [128, 256, 384, 512]
     assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_stop_at_return_ends_the_run_at_the_first_good_evaluation(tmp_path, algo):
+    # every evaluation of CartPole returns >= 1, so the first one (at step 128) stops the run
+    cfg = compose_cfg([f"algo={algo}", "eval.every_steps=128", "eval.stop_at_return=1",
+                       "algo.total_steps=100000"])  # fmt: skip
+    run_train(cfg, tmp_path / "run")
+    summary = read_summary(tmp_path / "run")
+    tags = steps_by_tag(read_metrics(tmp_path / "run"))
+    assert tags["eval/mean_return"] == [summary["global_step"]]  # evaluated once, not again
+    assert 128 <= summary["global_step"] < 1000
+    assert summary["solved_at_step"] == summary["global_step"]
+
+
+def test_stop_at_return_not_reached_runs_the_whole_budget(tmp_path):
+    cfg = compose_cfg(["eval.every_steps=128", "eval.stop_at_return=1000"])
+    run_train(cfg, tmp_path / "run")
+    summary = read_summary(tmp_path / "run")
+    assert summary["global_step"] >= cfg.algo.total_steps
+    assert "solved_at_step" not in summary

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from rl_runner.algos.base import OffPolicyAlgorithm
 from rl_runner.buffers import ReplayBatch, ReplayBuffer
-from runner_core.networks import adam, build_network
+from runner_core.networks import build_network
+from runner_core.optim import FlatAdam
 from runner_core.validation import (
     boolean,
     in_range,
@@ -57,7 +57,7 @@ class DQN(OffPolicyAlgorithm):
         self.target_net = build_network(cfg.network, info.obs_dim, info.n_actions).to(device)
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
-        self.optimizer = adam(self.q_net.parameters(), self.hp.lr, device)
+        self.optimizer = FlatAdam(self.q_net, self.hp.lr)
         obs_dtype = np.int64 if info.obs_discrete is not None else np.float32
         self.buffer = ReplayBuffer(self.hp.buffer_size, info.obs_shape, obs_dtype, device)
         self.save_buffer = bool(cfg.checkpoint.save_replay_buffer)
@@ -105,8 +105,7 @@ class DQN(OffPolicyAlgorithm):
     def on_env_step(self, step: int, num_envs: int) -> None:
         if self.hp.anneal_lr:
             lr = self.hp.lr * max(1.0 - step / self.total_steps, 0.0)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+            self.optimizer.lr = lr
         if step - self.last_target_step >= self.hp.target_update_interval:
             self.last_target_step = step
             self.update_target()
@@ -130,8 +129,8 @@ class DQN(OffPolicyAlgorithm):
             target = batch.rewards + self.hp.gamma * (1.0 - batch.terminated) * next_q
         q = self.q_net(obs).gather(-1, batch.actions.unsqueeze(-1)).squeeze(-1)
         loss = F.smooth_l1_loss(q, target)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(self.q_net.parameters(), self.hp.max_grad_norm)
+        self.optimizer.clip_grad_norm_(self.hp.max_grad_norm)
         self.optimizer.step()
         return {"td_loss": loss.item(), "q_values": q.mean().item()}

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from rl_runner.algos.base import OnPolicyAlgorithm
 from rl_runner.buffers import RolloutBuffer
 from rl_runner.policies import CategoricalActorCritic
-from runner_core.networks import adam
+from runner_core.optim import FlatAdam
 from runner_core.validation import (
     boolean,
     in_range,
@@ -52,7 +51,7 @@ class PPO(OnPolicyAlgorithm):
     def __init__(self, cfg, info, device, seed):
         super().__init__(cfg, info, device, seed)
         self.policy = CategoricalActorCritic(info.obs_dim, info.n_actions, cfg.network).to(device)
-        self.optimizer = adam(self.policy.parameters(), self.hp.lr, device, eps=self.hp.adam_eps)
+        self.optimizer = FlatAdam(self.policy, self.hp.lr, eps=self.hp.adam_eps)
 
     def stateful(self):
         return {**super().stateful(), "policy": self.policy, "optimizer": self.optimizer}
@@ -62,8 +61,7 @@ class PPO(OnPolicyAlgorithm):
         remaining = 1.0 - progress
         lr = hp.lr * remaining if hp.anneal_lr else hp.lr
         clip = hp.clip_coef * remaining if hp.anneal_clip else hp.clip_coef
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self.optimizer.lr = lr
 
         # flatten the rollout, keeping only real transitions (not autoreset steps)
         keep = buf.valid.reshape(-1).nonzero().squeeze(1)
@@ -74,12 +72,15 @@ class PPO(OnPolicyAlgorithm):
         advantages = buf.advantages.reshape(-1)[keep]
         returns = buf.returns.reshape(-1)[keep]
         n = keep.numel()
+        # a minibatch as large as the rollout is the whole rollout every epoch: no shuffling or
+        # gathering then (the losses are means, so the order does not matter), just views
+        full_batch = hp.batch_size >= n
 
         clipfracs, approx_kl, stop = [], torch.zeros(()), False
         for _epoch in range(hp.num_epochs):
-            order = torch.randperm(n, device=self.device)
+            order = None if full_batch else torch.randperm(n, device=self.device)
             for start in range(0, n, hp.batch_size):
-                mb = order[start : start + hp.batch_size]
+                mb = slice(None) if order is None else order[start : start + hp.batch_size]
                 new_logprob, entropy, new_value = self.policy.evaluate(obs[mb], actions[mb])
                 logratio = new_logprob - old_logprobs[mb]
                 ratio = logratio.exp()
@@ -88,7 +89,7 @@ class PPO(OnPolicyAlgorithm):
                     clipfracs.append(((ratio - 1.0).abs() > clip).float().mean())
 
                 adv = advantages[mb]
-                if hp.norm_adv and mb.numel() > 1:
+                if hp.norm_adv and adv.numel() > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
 
                 # clipped surrogate objective
@@ -108,9 +109,9 @@ class PPO(OnPolicyAlgorithm):
                 entropy_loss = entropy.mean()
                 loss = pg_loss - hp.ent_coef * entropy_loss + hp.vf_coef * v_loss
 
-                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.policy.parameters(), hp.max_grad_norm)
+                self.optimizer.clip_grad_norm_(hp.max_grad_norm)
                 self.optimizer.step()
 
                 if hp.target_kl is not None and approx_kl > hp.target_kl:

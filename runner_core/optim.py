@@ -1,0 +1,100 @@
+"""Adam over one flat parameter vector, for the small networks of RL.
+
+An RL update on a 64x64 MLP is a few microseconds of arithmetic per tensor and tens of
+microseconds of per-tensor bookkeeping: `torch.optim.Adam` (even fused) and `clip_grad_norm_`
+loop over every weight and bias in Python. Here a module's parameters are re-pointed into one
+contiguous vector, and their gradients into another, so zeroing, clipping and the Adam step are a
+handful of whole-vector operations: about a quarter of a PPO update on CartPole (see
+docs/benchmarks.md). The maths is `torch.optim.Adam`'s (tests compare the two step by step).
+
+Rules that keep the views intact: build the optimizer after the module is on its device; zero
+gradients with `FlatAdam.zero_grad()` (a module's own `zero_grad()` would detach the views); load
+weights with `module.load_state_dict` (it copies in place).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class FlatAdam:
+    """Adam (Kingma & Ba 2015, arXiv:1412.6980), with optional global-norm gradient clipping.
+
+    m_t = b1 m_{t-1} + (1 - b1) g_t,  v_t = b2 v_{t-1} + (1 - b2) g_t^2
+    theta_t = theta_{t-1} - lr * (m_t / (1 - b1^t)) / (sqrt(v_t / (1 - b2^t)) + eps)
+    """
+
+    def __init__(
+        self,
+        modules: nn.Module | Iterable[nn.Module],
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        modules = [modules] if isinstance(modules, nn.Module) else list(modules)
+        self.params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError("FlatAdam needs at least one trainable parameter")
+        first = self.params[0]
+        total = sum(p.numel() for p in self.params)
+        self.flat = torch.empty(total, dtype=first.dtype, device=first.device)
+        self.grad = torch.zeros_like(self.flat)
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            self.flat[offset : offset + n].copy_(p.detach().reshape(-1))
+            p.data = self.flat[offset : offset + n].view_as(p)
+            p.grad = self.grad[offset : offset + n].view_as(p)
+            offset += n
+        self.exp_avg = torch.zeros_like(self.flat)
+        self.exp_avg_sq = torch.zeros_like(self.flat)
+        self.lr = float(lr)
+        self.beta1, self.beta2 = (float(b) for b in betas)
+        self.eps = float(eps)
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        """Zero all gradients in place (the next backward accumulates into the views)."""
+        self.grad.zero_()
+
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """Scale the gradients so their global L2 norm is at most `max_norm` (the rule of
+        `torch.nn.utils.clip_grad_norm_`); returns the norm before clipping."""
+        norm = torch.linalg.vector_norm(self.grad)
+        self.grad.mul_((max_norm / (norm + 1e-6)).clamp_(max=1.0))
+        return norm
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        b1, b2 = self.beta1, self.beta2
+        self.exp_avg.lerp_(self.grad, 1.0 - b1)
+        self.exp_avg_sq.mul_(b2).addcmul_(self.grad, self.grad, value=1.0 - b2)
+        bias1 = 1.0 - b1**self.steps
+        bias2_sqrt = math.sqrt(1.0 - b2**self.steps)
+        denom = (self.exp_avg_sq.sqrt() / bias2_sqrt).add_(self.eps)
+        self.flat.addcdiv_(self.exp_avg, denom, value=-self.lr / bias1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "lr": self.lr,
+            "exp_avg": self.exp_avg.clone(),
+            "exp_avg_sq": self.exp_avg_sq.clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["exp_avg"].shape != self.exp_avg.shape:
+            raise ValueError(
+                f"optimizer state holds {state['exp_avg'].numel()} parameters, the model has "
+                f"{self.exp_avg.numel()}"
+            )
+        self.steps = int(state["steps"])
+        self.lr = float(state["lr"])
+        self.exp_avg.copy_(state["exp_avg"])
+        self.exp_avg_sq.copy_(state["exp_avg_sq"])

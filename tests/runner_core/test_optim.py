@@ -1,0 +1,79 @@
+"""FlatAdam: the same trajectory as torch.optim.Adam with clip_grad_norm_, in one flat vector."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from runner_core.optim import FlatAdam
+
+
+def _net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3)
+    )
+
+
+def _loss(net: nn.Module, step: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(step)
+    x, y = torch.randn(32, 5, generator=g), torch.randn(32, 3, generator=g)
+    return (net(x) - y).square().mean() * 10  # large enough that clipping bites
+
+
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_matches_torch_adam(clip):
+    ref, flat = _net(0), _net(0)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=3e-3, eps=1e-5, betas=(0.8, 0.99))
+    opt = FlatAdam(flat, lr=3e-3, eps=1e-5, betas=(0.8, 0.99))
+    for step in range(40):
+        lr = 3e-3 * (1 - step / 40)
+        ref_opt.param_groups[0]["lr"] = opt.lr = lr
+        ref_opt.zero_grad()
+        _loss(ref, step).backward()
+        opt.zero_grad()
+        _loss(flat, step).backward()
+        if clip is not None:
+            ref_norm = nn.utils.clip_grad_norm_(ref.parameters(), clip)
+            assert opt.clip_grad_norm_(clip).item() == pytest.approx(ref_norm.item(), rel=1e-5)
+        ref_opt.step()
+        opt.step()
+    for p_ref, p in zip(ref.parameters(), flat.parameters(), strict=True):
+        torch.testing.assert_close(p, p_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_parameters_and_gradients_are_views_of_the_flat_vectors():
+    net = _net(1)
+    before = [p.detach().clone() for p in net.parameters()]
+    opt = FlatAdam(net, lr=1e-3)
+    assert opt.flat.numel() == sum(p.numel() for p in net.parameters())
+    for p, old in zip(net.parameters(), before, strict=True):
+        torch.testing.assert_close(p.detach(), old)  # values kept
+    _loss(net, 0).backward()
+    assert opt.grad.abs().sum() > 0
+    assert all(p.grad.data_ptr() >= opt.grad.data_ptr() for p in net.parameters())
+    opt.zero_grad()
+    assert all((p.grad == 0).all() for p in net.parameters())
+
+
+def test_state_round_trip_continues_identically():
+    a, b = _net(2), _net(2)
+    opt_a, opt_b = FlatAdam(a, lr=1e-2), FlatAdam(b, lr=1e-2)
+    for step in range(5):
+        opt_a.zero_grad()
+        _loss(a, step).backward()
+        opt_a.step()
+    b.load_state_dict(a.state_dict())
+    opt_b.load_state_dict(opt_a.state_dict())
+    for opt, net in ((opt_a, a), (opt_b, b)):
+        opt.zero_grad()
+        _loss(net, 99).backward()
+        opt.step()
+    torch.testing.assert_close(opt_a.flat, opt_b.flat, rtol=0, atol=0)
+
+
+def test_refuses_state_of_another_size():
+    small = FlatAdam(nn.Linear(2, 2), lr=1e-3)
+    with pytest.raises(ValueError, match="parameters"):
+        FlatAdam(_net(0), lr=1e-3).load_state_dict(small.state_dict())
