@@ -45,9 +45,9 @@ format: $(STAMP) ## ruff format and autofix
 tensorboard: $(STAMP) ## serve outputs/ in TensorBoard
 	$(BIN)/tensorboard --logdir outputs
 
-bench: $(STAMP) ## run the benchmarks against Stable-Baselines3 (installs the bench extra)
+bench: $(STAMP) ## run the benchmark suite, write docs/benchmarks.md (installs the bench extra)
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
-	$(BIN)/python benchmarks/ppo_cartpole.py $(ARGS)
+	$(BIN)/python benchmarks/run_all.py $(ARGS)
 
 clean-outputs: ## delete outputs/ and multirun/ (all runs!)
 	rm -rf outputs multirun

@@ -33,9 +33,12 @@ class MetricLogger:
         self._start = time.time()
         self._writer = None
         if tensorboard:
+            from tensorboard.compat.proto.summary_pb2 import Summary
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(run_dir), purge_step=resume_step)
+            self._events = self._writer._get_file_writer()  # what add_scalar writes through
+            self._summary_proto = Summary
         self._jsonl = None
         if jsonl:
             path = run_dir / METRICS_FILE
@@ -51,9 +54,11 @@ class MetricLogger:
         clean = {k: float(v) for k, v in metrics.items()}
         self.last.update(clean)
         if self._writer is not None:
-            wall = time.time()
-            for tag, value in clean.items():
-                self._writer.add_scalar(tag, value, step, walltime=wall)
+            # one event holding all of this step's scalars, instead of add_scalar's one event
+            # (and ~40 us of per-call conversion) per tag; TensorBoard reads them the same way
+            proto = self._summary_proto
+            summary = proto(value=[proto.Value(tag=k, simple_value=v) for k, v in clean.items()])
+            self._events.add_summary(summary, step, time.time())
         if self._jsonl is not None:
             record: dict[str, Any] = {
                 "step": step,

@@ -104,3 +104,33 @@ def test_seeding_and_rng_state_round_trip():
     assert a == b
     seed_everything(5)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == a
+
+
+def _tensorboard_scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_scalars_read_back(tmp_path):
+    logger = MetricLogger(tmp_path, jsonl=False)
+    logger.log(10, {"charts/episodic_return": 12.0, "losses/value_loss": 0.25})
+    logger.log(20, {"charts/episodic_return": 15.5})
+    logger.close()
+    assert _tensorboard_scalars(tmp_path) == {
+        "charts/episodic_return": [(10, 12.0), (20, 15.5)],
+        "losses/value_loss": [(10, 0.25)],
+    }
+
+
+def test_tensorboard_resume_purges_later_steps(tmp_path):
+    first = MetricLogger(tmp_path, jsonl=False)
+    for step in (1, 2, 3):
+        first.log(step, {"losses/a": float(step)})
+    first.close()
+    again = MetricLogger(tmp_path, jsonl=False, resume_step=3)  # checkpoint was at step 2
+    again.log(3, {"losses/a": 30.0})
+    again.close()
+    assert _tensorboard_scalars(tmp_path)["losses/a"] == [(1, 1.0), (2, 2.0), (3, 30.0)]

@@ -1,0 +1,180 @@
+"""Time to solve CartPole-v1: from process start to the first deterministic 20-episode
+evaluation with mean return >= 475, ours against SB3 (RL Zoo's PPO preset), each in a fresh
+subprocess, timed by this parent from just before the process is created to its exit.
+
+Ours:  python -m rl_runner algo=ppo env=cartpole seed=S eval.every_steps=E
+           eval.stop_at_return=475 logger.console=off hydra.run.dir=<tmp>
+SB3:   python benchmarks/_sb3_ppo_cartpole.py --seed S --eval-every E --budget 100000
+
+    python benchmarks/time_to_solve.py [--repeats N] [--quick] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import common
+import rl_zoo
+
+NAME = "time_to_solve"
+TITLE = "Time to solve CartPole-v1 (PPO, fresh process)"
+EVAL_EVERY = 10_000  # env steps between evaluations, both sides
+OURS, SB3 = "ours", "SB3"
+SB3_CHILD = common.BENCH_DIR / "_sb3_ppo_cartpole.py"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    side: str
+    repeat: int
+    seed: int
+    seconds: float  # parent's wall clock: process creation to exit
+    solved_at: int | None  # env step of the evaluation that reached 475; None: budget ran out
+    steps: int  # env steps trained
+    eval_return: float  # mean return of the last evaluation
+
+
+def run_ours(seed: int, budget: int, repeat: int) -> Attempt:
+    with tempfile.TemporaryDirectory(prefix="bench_tts_") as tmp:
+        run_dir = Path(tmp) / "run"
+        cmd = [
+            common.PYTHON,
+            "-m",
+            "rl_runner",
+            "algo=ppo",
+            "env=cartpole",
+            f"seed={seed}",
+            f"eval.every_steps={EVAL_EVERY}",
+            f"eval.stop_at_return={rl_zoo.SOLVED_RETURN:g}",
+            "logger.console=off",
+            f"hydra.run.dir={run_dir}",
+        ]
+        if budget != rl_zoo.TOTAL_STEPS:
+            cmd.append(f"algo.total_steps={budget}")
+        elapsed, _proc = common.timed_run(cmd)
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    solved = summary.get("solved_at_step")
+    return Attempt(
+        OURS,
+        repeat,
+        seed,
+        elapsed,
+        None if solved is None else int(solved),
+        int(summary["global_step"]),
+        float(summary["eval/mean_return"]),
+    )
+
+
+def run_sb3(seed: int, budget: int, repeat: int) -> Attempt:
+    cmd = [
+        common.PYTHON,
+        str(SB3_CHILD),
+        f"--seed={seed}",
+        f"--eval-every={EVAL_EVERY}",
+        f"--budget={budget}",
+    ]
+    elapsed, proc = common.timed_run(cmd)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    solved = out["solved_at_step"]
+    return Attempt(
+        SB3, repeat, seed, elapsed, solved, int(out["steps"]), float(out["last_mean_return"])
+    )
+
+
+def solved_text(a: Attempt) -> str:
+    return "not solved" if a.solved_at is None else f"{a.solved_at:,}"
+
+
+def side_figure(attempts: list[Attempt]) -> tuple[float, str]:
+    """Median time and its summary cell: time, solved count, median solve step."""
+    time_s = common.median(a.seconds for a in attempts)
+    solved = [a.solved_at for a in attempts if a.solved_at is not None]
+    text = f"{common.seconds(time_s)} (solved {len(solved)}/{len(attempts)}"
+    if solved:
+        text += f", median step {common.median(solved):,.0f}"
+    return time_s, text + ")"
+
+
+def run(opts: common.Options, ctx: common.Context) -> common.Result:
+    common.require_sb3()
+    repeats = opts.reps(3)
+    budget = 2 * EVAL_EVERY if opts.quick else rl_zoo.TOTAL_STEPS
+    sides = {OURS: run_ours, SB3: run_sb3}
+    print(f"[{NAME}] {repeats} repeat(s), budget {budget:,} steps, eval every {EVAL_EVERY:,}")
+    attempts: list[Attempt] = []
+    for repeat in range(repeats):
+        for side in common.order(list(sides), repeat):
+            a = sides[side](repeat, budget, repeat)
+            attempts.append(a)
+            print(
+                f"  repeat {repeat + 1}  {side:<4}  seed {a.seed}  {a.seconds:6.2f} s  solved at "
+                f"{solved_text(a)}  ({a.steps:,} steps, last eval {a.eval_return:.1f})",
+                flush=True,
+            )
+    ours_s, ours_text = side_figure([a for a in attempts if a.side == OURS])
+    peer_s, peer_text = side_figure([a for a in attempts if a.side == SB3])
+    sb3 = f"Stable-Baselines3 {common.package_version('stable-baselines3')}"
+    threads = common.default_torch_threads()
+    row = common.Row(
+        benchmark=f"Time to solve CartPole-v1 (eval mean >= 475), fresh process, "
+        f"{budget:,}-step budget",
+        peer=f"{sb3}, RL Zoo preset, default threads ({threads})",
+        peer_figure=peer_text,
+        ours=ours_text,
+        ratio=common.ratio(peer_s / ours_s),
+        notes=f"ratio = SB3 time / our time; eval every {EVAL_EVERY:,} steps, 20 episodes; "
+        "an unsolved run counts its full-budget time",
+    )
+    details = [
+        f"Medians over {repeats} repeat(s) (seeds 0..{repeats - 1}, the same for both sides, "
+        f"alternating which goes first). Budget {budget:,} env steps; evaluation every "
+        f"{EVAL_EVERY:,} env steps over 20 deterministic episodes; solved = the first "
+        "evaluation whose mean return is >= 475.",
+        "",
+        *common.table(
+            ("Repeat", "Seed", "Side", "Time (s)", "Solved at step", "Steps trained", "Last eval"),
+            (
+                (
+                    a.repeat + 1,
+                    a.seed,
+                    a.side,
+                    f"{a.seconds:.2f}",
+                    solved_text(a),
+                    f"{a.steps:,}",
+                    f"{a.eval_return:.1f}",
+                )
+                for a in attempts
+            ),
+            "rrlrrrr",
+        ),
+        "",
+        "How it is measured:",
+        "",
+        "- Time: this parent's `time.perf_counter()` from just before `subprocess.run` creates "
+        "the child to the child's exit, so it includes the interpreter's start, imports, "
+        "building envs and model, training, every evaluation, and (ours) writing the run "
+        "directory, its TensorBoard events, metrics.jsonl and checkpoints at their defaults.",
+        f"- Ours: `python -m rl_runner algo=ppo env=cartpole seed=S eval.every_steps={EVAL_EVERY}"
+        " eval.stop_at_return=475 logger.console=off hydra.run.dir=<tmp dir>` (RL Zoo's preset "
+        "via `conf/tuned/rl/ppo_cartpole.yaml`, default `device.threads=1`); it ends at the "
+        "first evaluation whose mean reaches 475; summary.json gives `solved_at_step`. Its "
+        "evaluation plays the 20 episodes on 20 vectorized envs.",
+        "- SB3: `benchmarks/_sb3_ppo_cartpole.py` builds the same RL Zoo PPO (8 envs in a "
+        "`DummyVecEnv`) with `EvalCallback(eval_env, eval_freq="
+        f"{EVAL_EVERY}//8, n_eval_episodes=20, deterministic=True, callback_on_new_best="
+        "StopTrainingOnRewardThreshold(reward_threshold=475))` on one CartPole-v1 eval env, "
+        f"and learns for at most {budget:,} steps. It runs at torch's default thread count "
+        f"({threads} here): an SB3 user's experience; SB3 does not set a thread count itself.",
+        "- Both sides evaluate every 10,000 env steps and stop at the same rule, so the step at "
+        "which each solved reflects its learning, the time its speed. SB3 evaluates exactly at "
+        "10,000, 20,000, ... (mid-rollout); ours at the first update boundary past each "
+        "multiple (10,240, 20,224, 30,208, ...: up to 255 more training steps).",
+    ]
+    return common.Result(NAME, TITLE, [row], details)
+
+
+if __name__ == "__main__":
+    common.main_one(NAME, run, __doc__.split("\n\n")[0])
