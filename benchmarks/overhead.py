@@ -1,7 +1,7 @@
 """The runner's own overhead at its default settings: PPO on CartPole-v1 (the shipped preset)
 through `train()` in-process with the default logger, evaluation and checkpoint settings, against
 the same run with everything the runner adds turned off. Overhead = (t_default - t_bare) /
-t_default; the issue's target is under 5%.
+t_default; the project's target is under 5%.
 
 A third variant (the defaults with periodic evaluation off) splits the overhead into evaluation
 work and the rest (logging, TensorBoard, checkpoints, console).
@@ -26,7 +26,7 @@ from runner_core.train import SUMMARY_FILE, train  # imported before any timing
 
 NAME = "overhead"
 TITLE = "Runner overhead at default settings (PPO CartPole-v1)"
-TARGET = 0.05  # the issue's bound on the overhead
+TARGET = 0.05  # the project's bound on the overhead
 BASE = ("algo=ppo", "env=cartpole")
 # stdout is not a terminal here, so `auto` would pick plain anyway; say it explicitly
 DEFAULT = ("logger.console=plain",)
