@@ -90,15 +90,15 @@ class DLTrainer:
                     run.poll(step)
                 self.epoch += 1
                 self.order = None
-                val = self.task.evaluate(data.val.x, data.val.y)
-                self.last_val = {"val/loss": val["loss"], "val/acc": val["acc"]}
+                self.last_val = self._validate()
+                val_acc = self.last_val["val/acc"]
                 run.log(step, {
                     **self.last_val, "train/epoch": self.epoch,
                     "train/steps_per_s": (step - start_step) / max(time.time() - start_time, 1e-9),
                 })  # fmt: skip
-                run.console.update(step, f"epoch {self.epoch} val acc {val['acc']:.4f}")
-                if val["acc"] > self.best_val:
-                    self.best_val = val["acc"]
+                run.console.update(step, f"epoch {self.epoch} val acc {val_acc:.4f}")
+                if val_acc > self.best_val:
+                    self.best_val = val_acc
                     if cfg.checkpoint.save_best:
                         run.save(checkpoint.BEST, {"eval": self.last_val})
                 if cfg.checkpoint.every_steps > 0:
@@ -106,8 +106,7 @@ class DLTrainer:
         finally:
             run.console.stop()
         if not self.last_val:
-            val = self.task.evaluate(data.val.x, data.val.y)
-            self.last_val = {"val/loss": val["loss"], "val/acc": val["acc"]}
+            self.last_val = self._validate()
         test = self.task.evaluate(data.test.x, data.test.y)
         results = {
             **self.last_val,
@@ -122,3 +121,7 @@ class DLTrainer:
             run.save(checkpoint.FINAL)
         run.save(checkpoint.LATEST)
         return results
+
+    def _validate(self) -> dict[str, float]:
+        val = self.task.evaluate(self.data.val.x, self.data.val.y)
+        return {"val/loss": val["loss"], "val/acc": val["acc"]}

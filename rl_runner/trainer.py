@@ -113,7 +113,7 @@ class RLTrainer:
     @property
     def done(self) -> bool:
         """The budget is spent, or an evaluation reached `eval.stop_at_return`."""
-        return self.stepper.step_count >= self.total or self.solved_at is not None
+        return self.step >= self.total or self.solved_at is not None
 
     @property
     def step(self) -> int:

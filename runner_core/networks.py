@@ -108,7 +108,8 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def adam(params, lr: float, device: torch.device, **kwargs) -> torch.optim.Adam:
-    """Adam, with the fused single-kernel update where torch has one (CPU, CUDA): for the small
-    networks of RL most of an update is per-tensor overhead, and fusing it saves ~15%."""
+    """`torch.optim.Adam`, with the fused single-kernel update where torch has one (CPU, CUDA).
+    The DL runner uses it (it works with torch's LR schedulers); RL algorithms use
+    `runner_core.optim.FlatAdam`, which also removes the per-tensor Python overhead."""
     fused = device.type in ("cpu", "cuda")
     return torch.optim.Adam(params, lr=lr, fused=fused or None, **kwargs)

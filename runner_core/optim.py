@@ -4,8 +4,9 @@ An RL update on a 64x64 MLP is a few microseconds of arithmetic per tensor and t
 microseconds of per-tensor bookkeeping: `torch.optim.Adam` (even fused) and `clip_grad_norm_`
 loop over every weight and bias in Python. Here a module's parameters are re-pointed into one
 contiguous vector, and their gradients into another, so zeroing, clipping and the Adam step are a
-handful of whole-vector operations: about a quarter of a PPO update on CartPole (see
-docs/benchmarks.md). The maths is `torch.optim.Adam`'s (tests compare the two step by step).
+handful of whole-vector operations: `torch.optim.Adam` + `clip_grad_norm_` were about a quarter
+of a PPO update on CartPole (see the README's Benchmarks section). The maths is
+`torch.optim.Adam`'s (tests compare the two step by step).
 
 Rules that keep the views intact: build the optimizer after the module is on its device; zero
 gradients with `FlatAdam.zero_grad()` (a module's own `zero_grad()` would detach the views); load

@@ -104,8 +104,7 @@ class DQN(OffPolicyAlgorithm):
 
     def on_env_step(self, step: int, num_envs: int) -> None:
         if self.hp.anneal_lr:
-            lr = self.hp.lr * max(1.0 - step / self.total_steps, 0.0)
-            self.optimizer.lr = lr
+            self.optimizer.lr = self.hp.lr * max(1.0 - step / self.total_steps, 0.0)
         if step - self.last_target_step >= self.hp.target_update_interval:
             self.last_target_step = step
             self.update_target()
