@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -9,14 +10,14 @@ import torch
 
 
 def gae(
-    rewards: torch.Tensor,
-    values: torch.Tensor,
-    next_value: torch.Tensor,
-    terminated: torch.Tensor,
-    dones: torch.Tensor,
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_value: np.ndarray,
+    terminated: np.ndarray,
+    dones: np.ndarray,
     gamma: float,
     lam: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Generalized advantage estimation (Schulman et al. 2016) over a (T, N) rollout.
 
     delta_t = r_t + gamma * V(s_{t+1}) * (1 - terminated_t) - V(s_t)
@@ -26,15 +27,13 @@ def gae(
     bootstrapped from its true final state and a terminated one is not bootstrapped at all.
     Returns (advantages, returns = advantages + values).
     """
-    steps = rewards.shape[0]
-    advantages = torch.zeros_like(rewards)
-    next_values = torch.cat([values[1:], next_value.unsqueeze(0)], dim=0)
-    not_terminated = 1.0 - terminated.float()
-    not_done = 1.0 - dones.float()
-    deltas = rewards + gamma * next_values * not_terminated - values
-    carry = torch.zeros_like(next_value)
-    for t in reversed(range(steps)):
-        carry = deltas[t] + gamma * lam * not_done[t] * carry
+    advantages = np.zeros_like(rewards)
+    next_values = np.concatenate([values[1:], next_value[None]], axis=0)
+    deltas = rewards + gamma * next_values * np.logical_not(terminated) - values
+    decay = gamma * lam * np.logical_not(dones)
+    carry = np.zeros_like(next_value)
+    for t in reversed(range(len(rewards))):
+        carry = deltas[t] + decay[t] * carry
         advantages[t] = carry
     return advantages, advantages + values
 
@@ -50,20 +49,24 @@ def discounted_returns(rewards: np.ndarray, dones: np.ndarray, gamma: float) -> 
 
 
 class RolloutBuffer:
-    """(T, N) tensors for one on-policy rollout."""
+    """(T, N) tensors for one on-policy rollout, in host memory whatever the training device:
+    the rollout loop fills them from numpy (the envs' and the policy's outputs) through numpy
+    views of the same memory (`buf.np.actions[t] = ...`), and the update moves what it trains on
+    to the device once per rollout."""
 
-    def __init__(self, steps: int, num_envs: int, obs_dim: int, device: torch.device) -> None:
+    def __init__(self, steps: int, num_envs: int, obs_dim: int) -> None:
         shape = (steps, num_envs)
-        self.obs = torch.zeros((*shape, obs_dim), device=device)
-        self.actions = torch.zeros(shape, dtype=torch.long, device=device)
-        self.logprobs = torch.zeros(shape, device=device)
-        self.values = torch.zeros(shape, device=device)
-        self.rewards = torch.zeros(shape, device=device)
-        self.terminated = torch.zeros(shape, dtype=torch.bool, device=device)
-        self.dones = torch.zeros(shape, dtype=torch.bool, device=device)
-        self.valid = torch.zeros(shape, dtype=torch.bool, device=device)
-        self.advantages = torch.zeros(shape, device=device)
-        self.returns = torch.zeros(shape, device=device)
+        self.obs = torch.zeros((*shape, obs_dim))
+        self.actions = torch.zeros(shape, dtype=torch.long)
+        self.logprobs = torch.zeros(shape)
+        self.values = torch.zeros(shape)
+        self.rewards = torch.zeros(shape)
+        self.terminated = torch.zeros(shape, dtype=torch.bool)
+        self.dones = torch.zeros(shape, dtype=torch.bool)
+        self.valid = torch.zeros(shape, dtype=torch.bool)
+        self.advantages = torch.zeros(shape)
+        self.returns = torch.zeros(shape)
+        self.np = SimpleNamespace(**{k: v.numpy() for k, v in vars(self).items()})
 
 
 class ReplayBatch(NamedTuple):

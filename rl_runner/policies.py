@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from runner_core.networks import build_network
+from runner_core.networks import NumpyMLP, build_network
 
 
 class CategoricalActorCritic(nn.Module):
     """Separate actor (logits) and critic (state value) networks, orthogonally initialised
-    (gain sqrt(2) hidden, 0.01 policy head, 1 value head)."""
+    (gain sqrt(2) hidden, 0.01 policy head, 1 value head).
+
+    Rollouts and evaluation get numpy arrays (what the envs and the rollout buffer take) from
+    `sampler` and `greedy`; updates call `forward_train` and `backward`."""
 
     def __init__(self, obs_dim: int, n_actions: int, net: DictConfig) -> None:
         super().__init__()
@@ -24,12 +30,6 @@ class CategoricalActorCritic(nn.Module):
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
 
-    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Sample a ~ pi(.|s); returns (action, log pi(a|s), V(s))."""
-        log_probs = F.log_softmax(self.actor(obs), dim=-1)
-        action = torch.multinomial(log_probs.exp(), 1)
-        return action.squeeze(-1), log_probs.gather(-1, action).squeeze(-1), self.value(obs)
-
     def evaluate(
         self, obs: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -38,5 +38,57 @@ class CategoricalActorCritic(nn.Module):
         entropy = -(log_probs.exp() * log_probs).sum(-1)
         return log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1), entropy, self.value(obs)
 
-    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.actor(obs).argmax(-1)
+    # rollouts and evaluation: numpy out -----------------------------------------------------
+    def forward_numpy(self) -> Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]]:
+        """A function from encoded observations to (logits, V(s)) as numpy arrays, with the
+        current weights: numpy mirrors of both networks on the CPU (see `NumpyMLP`), the torch
+        networks elsewhere. Make a new one after the parameters move."""
+        if next(self.parameters()).device.type == "cpu":
+            actor, critic = NumpyMLP.of(self.actor), NumpyMLP.of(self.critic)
+            if actor is not None and critic is not None:
+                return lambda obs: (actor(obs.numpy()), critic(obs.numpy())[:, 0])
+
+        def torch_forward(obs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+            with torch.inference_mode():
+                return self.actor(obs).cpu().numpy(), self.value(obs).cpu().numpy()
+
+        return torch_forward
+
+    def sampler(
+        self, rng: np.random.Generator
+    ) -> Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """A function from encoded observations to (a ~ pi(.|s), log pi(a|s), V(s)) as numpy
+        arrays, drawing with `rng` by the Gumbel-max trick (argmax of log pi + Gumbel noise).
+        Make one per rollout: it holds `forward_numpy()`."""
+        forward = self.forward_numpy()
+
+        def sample(obs: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            logits, values = forward(obs)
+            log_probs = log_softmax(logits)
+            actions = (log_probs + rng.gumbel(size=log_probs.shape)).argmax(1)
+            return actions, log_probs[np.arange(len(actions)), actions], values
+
+        return sample
+
+    def greedy(self, obs: torch.Tensor) -> np.ndarray:
+        """argmax_a pi(a|s)."""
+        return self.forward_numpy()(obs)[0].argmax(1)
+
+    # updates ---------------------------------------------------------------------------------
+    def forward_train(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """(logits, V(s), cache) for a hand-computed backward: see `MLP.forward_train`."""
+        logits, actor_cache = self.actor.forward_train(obs)
+        values, critic_cache = self.critic.forward_train(obs)
+        return logits, values.squeeze(-1), (actor_cache, critic_cache)
+
+    def backward(self, cache: Any, grad_logits: torch.Tensor, grad_values: torch.Tensor) -> None:
+        """Set the parameters' gradients from dL/dlogits and dL/dV(s)."""
+        actor_cache, critic_cache = cache
+        self.actor.backward(actor_cache, grad_logits)
+        self.critic.backward(critic_cache, grad_values.unsqueeze(-1))
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis, shifted by the max for stability."""
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))

@@ -5,6 +5,7 @@ and stop requests. Algorithms call `env_step`, `after_update` and `tick`; nothin
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -155,8 +156,9 @@ class RLTrainer:
 
     def evaluate(self) -> dict[str, float]:
         cfg = self.cfg
-        policy = self.algo.predict if cfg.eval.deterministic else self._stochastic
-        returns = evaluate(policy, self.eval_envs, cfg.eval.episodes, cfg.seed + EVAL_SEED_OFFSET)
+        seed = cfg.seed + EVAL_SEED_OFFSET
+        policy = self.algo.predict if cfg.eval.deterministic else self._stochastic(seed)
+        returns = evaluate(policy, self.eval_envs, cfg.eval.episodes, seed)
         step = self.step
         result = {
             "eval/mean_return": float(returns.mean()),
@@ -175,7 +177,9 @@ class RLTrainer:
         self.run.console.update(step, f"eval {result['eval/mean_return']:.1f}")
         return result
 
-    def _stochastic(self, obs: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            action, _, _ = self.algo.policy.act(self.algo.encode(obs))
-        return action.cpu().numpy()
+    def _stochastic(self, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+        """Actions sampled from the policy, with their own random stream (so evaluating does not
+        change what training draws)."""
+        rng = np.random.default_rng(seed)
+
+        return lambda obs: self.algo.sample(obs, rng)

@@ -4,7 +4,9 @@ the `network` config group only says the shape of the hidden part."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +29,18 @@ _ACTIVATION_FUNCTIONS = {
 }
 
 
+# activations whose derivative comes from their output y: dL/dx = f'(x) dL/dy, computed by the
+# ATen kernels autograd itself uses for these layers
+_BACKWARD_FROM_OUTPUT = {
+    nn.Tanh: torch.ops.aten.tanh_backward,  # (1 - y^2) g
+    nn.Sigmoid: torch.ops.aten.sigmoid_backward,  # y (1 - y) g
+    nn.ReLU: lambda g, y: torch.ops.aten.threshold_backward(g, y, 0),  # g where y > 0
+}
+
+# one Linear layer of the hand-differentiated path: weight, bias, activation class or None
+_Layer = tuple[torch.Tensor, torch.Tensor, "type[nn.Module] | None"]
+
+
 class MLP(nn.Sequential):
     """An `nn.Sequential` of Linear / activation / BatchNorm / Dropout layers whose forward calls
     the linear and activation functions directly instead of each sub-module's `__call__`.
@@ -34,7 +48,13 @@ class MLP(nn.Sequential):
     The layers, parameters, state dict and printout are those of the plain Sequential; only the
     per-layer module dispatch (hooks, a Python frame per layer) is skipped, which is a fifth of a
     small RL network's forward on the CPU. Layers with state or modes (BatchNorm, Dropout,
-    LeakyReLU's slope) are still called as modules."""
+    LeakyReLU's slope) are still called as modules.
+
+    Training without autograd: `forward_train` + `backward` take an algorithm's gradient of its
+    loss with respect to the network's output and backpropagate it by hand (two matrix products
+    per layer), for MLPs of Linear layers and tanh / ReLU / sigmoid. Recording and replaying the
+    autograd graph is most of the cost of a small network's update on the CPU (see the README's
+    Benchmarks section); other layer kinds fall back to autograd behind the same two calls."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self:
@@ -46,6 +66,120 @@ class MLP(nn.Sequential):
             else:
                 x = layer(x)
         return x
+
+    def linear_layers(self) -> list[_Layer] | None:
+        """(weight, bias, activation) per Linear layer when the network is only Linear layers,
+        each but the last followed by tanh, ReLU or sigmoid; None otherwise. Worked out once: the
+        layers of a built network do not change."""
+        cached = self.__dict__.get("_linear_layers", ())
+        if cached != ():
+            return cached
+        layers: list[_Layer] | None = []
+        modules = list(self)
+        for i in range(0, len(modules), 2):
+            linear = modules[i]
+            act = type(modules[i + 1]) if i + 1 < len(modules) else None
+            plain = type(linear) is nn.Linear and linear.bias is not None
+            if not plain or (act is not None and act not in _BACKWARD_FROM_OUTPUT):
+                layers = None
+                break
+            layers.append((linear.weight, linear.bias, act))
+        if layers is not None and layers[-1][2] is not None:
+            layers = None  # the output layer is linear
+        self.__dict__["_linear_layers"] = layers
+        return layers
+
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """The output, and what `backward` needs: every layer's activations (no autograd graph)
+        for plain MLPs, the autograd graph otherwise."""
+        layers = self.linear_layers()
+        if layers is None:
+            out = self(x)
+            return out, out
+        with torch.no_grad():
+            acts = [x]
+            for weight, bias, act in layers:
+                y = F.linear(acts[-1], weight, bias)
+                acts.append(_ACTIVATION_FUNCTIONS[act](y) if act is not None else y)
+        return acts[-1], acts
+
+    def backward(self, cache: Any, grad_out: torch.Tensor) -> None:
+        """Set the parameters' `.grad` to dL/dparameters (replacing what they held), given
+        dL/doutput and the `cache` of `forward_train`: the chain rule layer by layer, last to
+        first, dL/dW = g^T x, dL/db = sum over the batch of g, dL/dx = g W, with
+        g = f'(pre-activation) dL/dy."""
+        if isinstance(cache, torch.Tensor):  # autograd graph
+            for p in self.parameters():
+                if p.grad is not None:
+                    p.grad.zero_()
+            cache.backward(grad_out)
+            return
+        layers = self.linear_layers()
+        assert layers is not None
+        g = grad_out
+        with torch.no_grad():
+            for i in reversed(range(len(layers))):
+                weight, bias, act = layers[i]
+                if act is not None:
+                    g = _BACKWARD_FROM_OUTPUT[act](g, cache[i + 1])
+                if weight.requires_grad:
+                    torch.mm(g.t(), cache[i], out=_grad_of(weight))
+                if bias.requires_grad:
+                    torch.sum(g, 0, out=_grad_of(bias))
+                if i > 0:
+                    g = g @ weight
+
+
+def _np_sigmoid(y: np.ndarray) -> None:
+    np.negative(y, out=y)
+    np.exp(y, out=y)
+    y += 1.0
+    np.reciprocal(y, out=y)
+
+
+# numpy versions of the activations, computed in place
+_NUMPY_ACTIVATIONS = {
+    nn.Tanh: lambda y: np.tanh(y, out=y),
+    nn.ReLU: lambda y: np.maximum(y, 0.0, out=y),
+    nn.Sigmoid: _np_sigmoid,
+}
+
+
+class NumpyMLP:
+    """Inference with an MLP's current weights in numpy, for the small batches of an RL rollout
+    on the CPU: a numpy call costs about 1 us against torch's 3 to 5 us, and at 8 observations per
+    step that overhead is the whole cost. The arrays are views of the torch parameters' memory, so
+    the mirror always sees the current weights, as long as the parameters stay in that memory
+    (make a new mirror after moving them, or after building an optimizer that re-points them)."""
+
+    def __init__(self, layers: list[_Layer]) -> None:
+        self.layers = [
+            (w.detach().numpy().T, b.detach().numpy(), _NUMPY_ACTIVATIONS.get(act))
+            for w, b, act in layers
+        ]
+
+    @classmethod
+    def of(cls, net: nn.Module) -> NumpyMLP | None:
+        """A mirror of `net`, or None unless it is a plain float32 MLP on the CPU."""
+        layers = net.linear_layers() if isinstance(net, MLP) else None
+        if layers is None or any(w.device.type != "cpu" or w.dtype != torch.float32
+                                 for w, _, _ in layers):  # fmt: skip
+            return None
+        return cls(layers)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        for weight_t, bias, act in self.layers:
+            x = x @ weight_t
+            x += bias
+            if act is not None:
+                act(x)
+        return x
+
+
+def _grad_of(param: torch.Tensor) -> torch.Tensor:
+    if param.grad is None:
+        param.grad = torch.zeros_like(param)
+    return param.grad
 
 
 def mlp(

@@ -63,6 +63,10 @@ class Algorithm:
         """Deterministic actions for evaluation."""
         raise NotImplementedError
 
+    def sample(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Actions drawn from the trained policy's own randomness (stochastic evaluation)."""
+        raise NotImplementedError
+
     # state -------------------------------------------------------------------------------------
     def stateful(self) -> dict[str, Any]:
         """name -> object with state_dict()/load_state_dict() (networks, optimizers, buffers)."""
@@ -92,7 +96,7 @@ class OnPolicyAlgorithm(Algorithm):
     policy: Any
 
     def learn(self, t: RLTrainer) -> None:
-        buf = RolloutBuffer(self.hp.num_steps, t.num_envs, self.info.obs_dim, self.device)
+        buf = RolloutBuffer(self.hp.num_steps, t.num_envs, self.info.obs_dim)
         while not t.done:
             self.collect(t, buf)
             stats = self.update(buf, progress=t.step / t.total)
@@ -101,20 +105,20 @@ class OnPolicyAlgorithm(Algorithm):
 
     @torch.inference_mode()
     def collect(self, t: RLTrainer, buf: RolloutBuffer) -> None:
+        store = buf.np  # numpy views of the buffer's tensors
+        sample = self.policy.sampler(self.rng)
         obs = self.encode(t.obs, update_stats=True)
-        for i in range(buf.obs.shape[0]):
-            action, logprob, value = self.policy.act(obs)
-            buf.obs[i], buf.actions[i], buf.logprobs[i], buf.values[i] = obs, action, logprob, value
-            next_obs, reward, terminated, truncated, valid = t.env_step(action.cpu().numpy())
-            buf.rewards[i] = torch.from_numpy(reward)
-            buf.terminated[i] = torch.from_numpy(terminated)
-            buf.dones[i] = torch.from_numpy(terminated | truncated)
-            buf.valid[i] = torch.from_numpy(valid)
+        for i in range(store.obs.shape[0]):
+            actions, store.logprobs[i], store.values[i] = sample(obs)
+            buf.obs[i], store.actions[i] = obs, actions
+            next_obs, reward, terminated, truncated, valid = t.env_step(actions)
+            store.rewards[i], store.terminated[i], store.valid[i] = reward, terminated, valid
+            np.logical_or(terminated, truncated, out=store.dones[i])
             obs = self.encode(next_obs, update_stats=True)
         # advantage estimation
-        next_value = self.policy.value(obs)
-        buf.advantages[:], buf.returns[:] = gae(
-            buf.rewards, buf.values, next_value, buf.terminated, buf.dones,
+        next_value = self.policy.value(obs).cpu().numpy()
+        store.advantages[:], store.returns[:] = gae(
+            store.rewards, store.values, next_value, store.terminated, store.dones,
             self.hp.gamma, self.hp.gae_lambda,
         )  # fmt: skip
 
@@ -122,8 +126,10 @@ class OnPolicyAlgorithm(Algorithm):
         raise NotImplementedError
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return self.policy.greedy(self.encode(obs)).cpu().numpy()
+        return self.policy.greedy(self.encode(obs))
+
+    def sample(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.policy.sampler(rng)(self.encode(obs))[0]
 
 
 class OffPolicyAlgorithm(Algorithm):

@@ -17,11 +17,11 @@ def test_gae_by_hand():
     t=1 (done but not terminated), so its delta bootstraps from values[2], the value of the
     episode's final observation under next-step autoreset."""
     gamma, lam = 0.9, 0.8
-    rewards = torch.tensor([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0]])
-    values = torch.tensor([[0.5, 1.0], [1.0, 2.0], [1.5, 3.0]])
-    next_value = torch.tensor([2.0, 4.0])
-    terminated = torch.tensor([[F, F], [T, F], [F, F]])
-    dones = torch.tensor([[F, F], [T, T], [F, F]])
+    rewards = np.array([[1.0, 1.0], [2.0, 1.0], [3.0, 1.0]])
+    values = np.array([[0.5, 1.0], [1.0, 2.0], [1.5, 3.0]])
+    next_value = np.array([2.0, 4.0])
+    terminated = np.array([[F, F], [T, F], [F, F]])
+    dones = np.array([[F, F], [T, T], [F, F]])
 
     # env 0
     #   t=2: delta = 3 + 0.9 * 2.0 - 1.5 = 3.3                      A = 3.3
@@ -31,20 +31,20 @@ def test_gae_by_hand():
     #   t=2: delta = 1 + 0.9 * 4.0 - 3.0 = 1.6                      A = 1.6
     #   t=1: delta = 1 + 0.9 * 3.0 (truncated: bootstrap) - 2.0 = 1.7  A = 1.7 (done: no carry)
     #   t=0: delta = 1 + 0.9 * 2.0 - 1.0 = 1.8                      A = 1.8 + 0.72 * 1.7 = 3.024
-    expected_adv = torch.tensor([[2.12, 3.024], [1.0, 1.7], [3.3, 1.6]])
+    expected_adv = np.array([[2.12, 3.024], [1.0, 1.7], [3.3, 1.6]])
     adv, ret = gae(rewards, values, next_value, terminated, dones, gamma, lam)
-    torch.testing.assert_close(adv, expected_adv)
-    torch.testing.assert_close(ret, expected_adv + values)
-    torch.testing.assert_close(ret, torch.tensor([[2.62, 4.024], [2.0, 3.7], [4.8, 4.6]]))
+    np.testing.assert_allclose(adv, expected_adv)
+    np.testing.assert_allclose(ret, expected_adv + values)
+    np.testing.assert_allclose(ret, np.array([[2.62, 4.024], [2.0, 3.7], [4.8, 4.6]]))
 
 
 def test_gae_lambda_zero_is_one_step_td():
-    rewards = torch.tensor([[1.0], [2.0]])
-    values = torch.tensor([[0.5], [0.25]])
-    adv, _ = gae(rewards, values, torch.tensor([1.0]), torch.zeros(2, 1, dtype=torch.bool),
-                 torch.zeros(2, 1, dtype=torch.bool), 0.5, 0.0)  # fmt: skip
+    rewards = np.array([[1.0], [2.0]])
+    values = np.array([[0.5], [0.25]])
+    adv, _ = gae(rewards, values, np.array([1.0]), np.zeros((2, 1), dtype=bool),
+                 np.zeros((2, 1), dtype=bool), 0.5, 0.0)  # fmt: skip
     # delta_0 = 1 + 0.5 * 0.25 - 0.5 = 0.625; delta_1 = 2 + 0.5 * 1 - 0.25 = 2.25
-    torch.testing.assert_close(adv, torch.tensor([[0.625], [2.25]]))
+    np.testing.assert_allclose(adv, np.array([[0.625], [2.25]]))
 
 
 def test_gae_lambda_one_zero_values_equals_discounted_returns():
@@ -52,12 +52,11 @@ def test_gae_lambda_one_zero_values_equals_discounted_returns():
     rewards = rng.normal(size=(6, 3))
     dones = rng.random((6, 3)) < 0.3
     adv, ret = gae(
-        torch.tensor(rewards), torch.zeros(6, 3, dtype=torch.float64),
-        torch.zeros(3, dtype=torch.float64), torch.tensor(dones), torch.tensor(dones), 0.9, 1.0,
+        rewards, np.zeros((6, 3)), np.zeros(3), dones, dones, 0.9, 1.0,
     )  # fmt: skip
     expected = discounted_returns(rewards, dones.astype(float), 0.9)
-    np.testing.assert_allclose(ret.numpy(), expected, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(adv.numpy(), ret.numpy())
+    np.testing.assert_allclose(ret, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(adv, ret)
 
 
 def test_discounted_returns_by_hand():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rl_runner.algos.on_policy.ppo import PPO
+from rl_runner.algos.on_policy.ppo import PPO, ppo_loss_grads, ppo_losses
 from rl_runner.buffers import RolloutBuffer
 from rl_runner.envs import EnvStepper, env_info, make_vec_env
 from tests.conftest import compose_cfg
@@ -31,7 +31,7 @@ def make_ppo(*overrides: str) -> PPO:
 def make_buffer(ppo: PPO, steps: int, envs: int, ratio: float, adv, value_shift, valid=None):
     """A rollout whose stored log-probs make pi_new / pi_old == ratio for every transition, with
     old values = V(s) + 1 and returns = V(s) + value_shift."""
-    buf = RolloutBuffer(steps, envs, 4, CPU)
+    buf = RolloutBuffer(steps, envs, 4)
     gen = torch.Generator().manual_seed(0)
     buf.obs[:] = torch.randn(steps, envs, 4, generator=gen)
     buf.actions[:] = torch.randint(0, 2, (steps, envs), generator=gen)
@@ -44,6 +44,47 @@ def make_buffer(ppo: PPO, steps: int, envs: int, ratio: float, adv, value_shift,
     buf.advantages[:] = torch.as_tensor(adv, dtype=torch.float32).reshape(shape)
     buf.valid[:] = True if valid is None else torch.as_tensor(valid).reshape(shape)
     return buf, entropy.reshape(shape)
+
+
+@pytest.mark.parametrize("clip_vloss", [False, True])
+@pytest.mark.parametrize("ent_coef", [0.0, 0.05])
+@pytest.mark.parametrize("n_actions", [2, 5])
+def test_hand_derived_gradients_match_autograd(clip_vloss, ent_coef, n_actions):
+    """The update's dL/dlogits and dL/dV against autograd through the losses as written, with
+    ratios and values on both sides of the clip ranges."""
+    gen = torch.Generator().manual_seed(n_actions)
+    batch, clip, vf_coef = 64, 0.2, 0.5
+    logits = torch.randn(batch, n_actions, generator=gen) * 2
+    values = torch.randn(batch, generator=gen)
+    actions = torch.randint(0, n_actions, (batch,), generator=gen)
+    log_pi = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
+    old_logprobs = log_pi - torch.empty(batch).uniform_(-0.6, 0.6, generator=gen)  # r in [.55, 1.8]
+    advantages = torch.randn(batch, generator=gen)
+    returns = torch.randn(batch, generator=gen)
+    old_values = values + torch.empty(batch).uniform_(-0.5, 0.5, generator=gen)
+    batch_args = (actions, old_logprobs, advantages, returns, old_values, clip)
+
+    z, v = logits.clone().requires_grad_(), values.clone().requires_grad_()
+    losses = ppo_losses(z, v, *batch_args, clip_vloss)
+    (losses.policy - ent_coef * losses.entropy + vf_coef * losses.value).backward()
+
+    grad_logits, grad_values, ratio, logratio = ppo_loss_grads(
+        logits, values, *batch_args, clip_vloss, ent_coef, vf_coef
+    )
+    assert ((ratio - 1).abs() > clip).any() and ((ratio - 1).abs() < clip).any()
+    torch.testing.assert_close(grad_logits, z.grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grad_values, v.grad, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(logratio.exp(), ratio)
+
+
+def test_networks_without_a_hand_backward_train_through_autograd():
+    ppo = make_ppo("network.activation=leaky_relu", "network.dropout=0.1")
+    assert ppo.policy.actor.linear_layers() is None
+    buf, _ = make_buffer(ppo, 2, 2, ratio=1.5, adv=[1.0, -1.0, 2.0, -2.0], value_shift=0.5)
+    before = ppo.optimizer.flat.clone()
+    stats = ppo.update(buf, progress=0.0)
+    assert all(math.isfinite(v) for v in stats.values()), stats
+    assert not torch.equal(before, ppo.optimizer.flat)
 
 
 def test_clipped_losses_by_hand():
@@ -135,7 +176,7 @@ def test_update_on_a_real_rollout():
     """End to end through the on-policy loop's collect: stats present and finite."""
     ppo = make_ppo("algo.norm_adv=true", "algo.num_steps=64", "algo.num_epochs=2")
     envs = make_vec_env(compose_cfg(BASE).env, 2)
-    buf = RolloutBuffer(64, 2, 4, CPU)
+    buf = RolloutBuffer(64, 2, 4)
     ppo.collect(_Driver(envs), buf)
     assert buf.dones.any()
     assert buf.valid[0].all()

@@ -22,11 +22,14 @@ def _loss(net: nn.Module, step: int) -> torch.Tensor:
     return (net(x) - y).square().mean() * 10  # large enough that clipping bites
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-kernel", "explicit-maths"])
 @pytest.mark.parametrize("clip", [None, 0.5])
-def test_matches_torch_adam(clip):
+def test_matches_torch_adam(clip, fused):
     ref, flat = _net(0), _net(0)
     ref_opt = torch.optim.Adam(ref.parameters(), lr=3e-3, eps=1e-5, betas=(0.8, 0.99))
     opt = FlatAdam(flat, lr=3e-3, eps=1e-5, betas=(0.8, 0.99))
+    assert opt.fused  # on the CPU
+    opt.fused = fused
     for step in range(40):
         lr = 3e-3 * (1 - step / 40)
         ref_opt.param_groups[0]["lr"] = opt.lr = lr

@@ -102,6 +102,13 @@ class DQN(OffPolicyAlgorithm):
         with torch.inference_mode():
             return self.q_net(self.encode(obs)).argmax(-1).cpu().numpy()
 
+    def sample(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """epsilon-greedy at the final exploration rate."""
+        n = len(obs)
+        random_actions = rng.integers(0, self.info.n_actions, size=n)
+        explore = rng.random(n) < self.hp.exploration_final_eps
+        return np.where(explore, random_actions, self.predict(obs))
+
     def on_env_step(self, step: int, num_envs: int) -> None:
         if self.hp.anneal_lr:
             self.optimizer.lr = self.hp.lr * max(1.0 - step / self.total_steps, 0.0)

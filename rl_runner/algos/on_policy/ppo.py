@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
+import torch.nn.functional as F
 
 from rl_runner.algos.base import OnPolicyAlgorithm
 from rl_runner.buffers import RolloutBuffer
@@ -63,63 +66,49 @@ class PPO(OnPolicyAlgorithm):
         clip = hp.clip_coef * remaining if hp.anneal_clip else hp.clip_coef
         self.optimizer.lr = lr
 
-        # flatten the rollout, keeping only real transitions (not autoreset steps)
-        keep = buf.valid.reshape(-1).nonzero().squeeze(1)
-        obs = buf.obs.reshape(-1, buf.obs.shape[-1])[keep]
-        actions = buf.actions.reshape(-1)[keep]
-        old_logprobs = buf.logprobs.reshape(-1)[keep]
-        old_values = buf.values.reshape(-1)[keep]
-        advantages = buf.advantages.reshape(-1)[keep]
-        returns = buf.returns.reshape(-1)[keep]
+        # flatten the rollout, keeping only real transitions (not autoreset steps), on the device
+        keep = buf.valid.flatten().nonzero().squeeze(1)
+        obs, actions, old_logprobs, old_values, advantages, returns = (
+            x.flatten(0, 1)[keep].to(self.device)
+            for x in (buf.obs, buf.actions, buf.logprobs, buf.values, buf.advantages, buf.returns)
+        )
         n = keep.numel()
         # a minibatch as large as the rollout is the whole rollout every epoch: no shuffling or
         # gathering then (the losses are means, so the order does not matter), just views
         full_batch = hp.batch_size >= n
 
-        clipfracs, approx_kl, stop = [], torch.zeros(()), False
+        if hp.norm_adv and full_batch:  # the same every epoch: normalize once
+            advantages = normalize(advantages)
+
+        clipped, seen, stop = torch.zeros((), dtype=torch.long, device=self.device), 0, False
         for _epoch in range(hp.num_epochs):
             order = None if full_batch else torch.randperm(n, device=self.device)
             for start in range(0, n, hp.batch_size):
                 mb = slice(None) if order is None else order[start : start + hp.batch_size]
-                new_logprob, entropy, new_value = self.policy.evaluate(obs[mb], actions[mb])
-                logratio = new_logprob - old_logprobs[mb]
-                ratio = logratio.exp()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - logratio).mean()  # k3 estimator of KL(old || new)
-                    clipfracs.append(((ratio - 1.0).abs() > clip).float().mean())
-
                 adv = advantages[mb]
-                if hp.norm_adv and adv.numel() > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-
-                # clipped surrogate objective
-                pg_loss1 = -adv * ratio
-                pg_loss2 = -adv * ratio.clamp(1 - clip, 1 + clip)
-                pg_loss = torch.max(pg_loss1, pg_loss2).mean()
-
-                # value loss, optionally clipped around the rollout's values
-                if hp.clip_vloss:
-                    v_clipped = old_values[mb] + (new_value - old_values[mb]).clamp(-clip, clip)
-                    v_loss_unclipped = (new_value - returns[mb]).square()
-                    v_loss_clipped = (v_clipped - returns[mb]).square()
-                    v_loss = torch.max(v_loss_unclipped, v_loss_clipped).mean()
-                else:
-                    v_loss = (new_value - returns[mb]).square().mean()
-
-                entropy_loss = entropy.mean()
-                loss = pg_loss - hp.ent_coef * entropy_loss + hp.vf_coef * v_loss
-
+                if hp.norm_adv and not full_batch:
+                    adv = normalize(adv)
+                batch = (actions[mb], old_logprobs[mb], adv, returns[mb], old_values[mb])
+                logits, values, cache = self.policy.forward_train(obs[mb])
+                grad_logits, grad_values, ratio, logratio = ppo_loss_grads(
+                    logits, values, *batch, clip, hp.clip_vloss, hp.ent_coef, hp.vf_coef
+                )
                 self.optimizer.zero_grad()
-                loss.backward()
+                self.policy.backward(cache, grad_logits, grad_values)
                 self.optimizer.clip_grad_norm_(hp.max_grad_norm)
                 self.optimizer.step()
 
-                if hp.target_kl is not None and approx_kl > hp.target_kl:
+                clipped += ((ratio - 1.0).abs() > clip).sum()
+                seen += ratio.numel()
+                if hp.target_kl is not None and approx_kl(ratio, logratio) > hp.target_kl:
                     stop = True
                     break
             if stop:
                 break
 
+        # the last minibatch's losses, before its step
+        with torch.no_grad():
+            losses = ppo_losses(logits, values, *batch, clip, hp.clip_vloss)
         # 1 - Var[R - V] / Var[R]; 0 when the returns have no spread (then it is undefined, and a
         # NaN diagnostic would trip the trainer's finite check)
         var_returns = returns.var(correction=0)
@@ -129,12 +118,116 @@ class PPO(OnPolicyAlgorithm):
             else torch.zeros(())
         )
         return {
-            "policy_loss": pg_loss.item(),
-            "value_loss": v_loss.item(),
-            "entropy": entropy_loss.item(),
-            "approx_kl": approx_kl.item(),
-            "clipfrac": torch.stack(clipfracs).mean().item(),
+            "policy_loss": losses.policy.item(),
+            "value_loss": losses.value.item(),
+            "entropy": losses.entropy.item(),
+            "approx_kl": approx_kl(ratio, logratio).item(),
+            "clipfrac": clipped.item() / seen,
             "explained_variance": explained_var.item(),
             "charts/learning_rate": lr,
             "charts/clip_coef": clip,
         }
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / std; a single value is left as it is."""
+    return (x - x.mean()) / (x.std() + 1e-8) if x.numel() > 1 else x
+
+
+def approx_kl(ratio: torch.Tensor, logratio: torch.Tensor) -> torch.Tensor:
+    """The k3 estimator of KL(old || new): E[(r - 1) - log r]."""
+    return ((ratio - 1) - logratio).mean()
+
+
+class PPOLosses(NamedTuple):
+    policy: torch.Tensor  # clipped surrogate, to minimize
+    value: torch.Tensor
+    entropy: torch.Tensor  # mean entropy of the policy
+
+
+def ppo_losses(
+    logits: torch.Tensor,
+    values: torch.Tensor,
+    actions: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    old_values: torch.Tensor,
+    clip: float,
+    clip_vloss: bool,
+) -> PPOLosses:
+    """The PPO losses of a minibatch, written as the paper states them; the update minimizes
+    policy - ent_coef * entropy + vf_coef * value through `ppo_loss_grads`, whose hand-derived
+    gradients the tests check against autograd through this function."""
+    log_probs = F.log_softmax(logits, dim=-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    logratio = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1) - old_logprobs
+    ratio = logratio.exp()
+
+    # clipped surrogate objective
+    pg_loss1 = -advantages * ratio
+    pg_loss2 = -advantages * ratio.clamp(1 - clip, 1 + clip)
+    pg_loss = torch.max(pg_loss1, pg_loss2).mean()
+
+    # value loss, optionally clipped around the rollout's values
+    if clip_vloss:
+        v_clipped = old_values + (values - old_values).clamp(-clip, clip)
+        v_loss_unclipped = (values - returns).square()
+        v_loss_clipped = (v_clipped - returns).square()
+        v_loss = torch.max(v_loss_unclipped, v_loss_clipped).mean()
+    else:
+        v_loss = (values - returns).square().mean()
+    return PPOLosses(pg_loss, v_loss, entropy.mean())
+
+
+@torch.no_grad()
+def ppo_loss_grads(
+    logits: torch.Tensor,
+    values: torch.Tensor,
+    actions: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    old_values: torch.Tensor,
+    clip: float,
+    clip_vloss: bool,
+    ent_coef: float,
+    vf_coef: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dL/dlogits and dL/dV for L = policy - ent_coef * entropy + vf_coef * value (the losses of
+    `ppo_losses`), plus the ratios r and log-ratios they came from.
+
+    With p = softmax(z), l = log p, r = exp(l_a - l_old), A the advantages, batch size B:
+    - policy: max(-A r, -A clip(r)) has slope -A r / B with respect to l_a where the unclipped
+      term is the larger (A r <= A clip(r), which holds everywhere inside the clip range) and 0
+      where the clipped constant is; dl_a/dz = onehot(a) - p.
+    - entropy: H = -sum_k p_k l_k, dH/dz = -p (l + H).
+    - value: (V - R)^2 has slope 2 (V - R) / B; clipped, max((V - R)^2, (V_clip - R)^2) takes the
+      slope of the larger term, and V_clip = V_old + clip(V - V_old, -eps, eps) has slope 1
+      inside [V_old - eps, V_old + eps] and 0 outside.
+    """
+    batch = logits.shape[0]
+    log_probs = torch.log_softmax(logits, dim=-1)
+    probs = log_probs.exp()
+    index = actions.unsqueeze(1)
+    logratio = log_probs.gather(1, index).squeeze(1) - old_logprobs
+    ratio = logratio.exp()
+
+    surrogate = advantages * ratio
+    unclipped = surrogate <= advantages * ratio.clamp(1 - clip, 1 + clip)
+    slope = (surrogate * unclipped).mul_(-1.0 / batch).unsqueeze(1)  # dL/dl_a
+    grad_logits = probs * slope.neg()
+    grad_logits.scatter_add_(1, index, slope)
+    if ent_coef:
+        entropy = -(probs * log_probs).sum(1, keepdim=True)
+        grad_logits.addcmul_(probs, log_probs + entropy, value=ent_coef / batch)
+
+    error = values - returns
+    if clip_vloss:
+        step = values - old_values
+        error_clipped = old_values + step.clamp(-clip, clip) - returns
+        error = torch.where(
+            error.square() >= error_clipped.square(), error, error_clipped * (step.abs() <= clip)
+        )
+    grad_values = error.mul_(2.0 * vf_coef / batch)
+    return grad_logits, grad_values, ratio, logratio
