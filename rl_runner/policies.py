@@ -41,12 +41,16 @@ class CategoricalActorCritic(nn.Module):
     # rollouts and evaluation: numpy out -----------------------------------------------------
     def forward_numpy(self) -> Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]]:
         """A function from encoded observations to (logits, V(s)) as numpy arrays, with the
-        current weights: numpy mirrors of both networks on the CPU (see `NumpyMLP`), the torch
-        networks elsewhere. Make a new one after the parameters move."""
-        if next(self.parameters()).device.type == "cpu":
-            actor, critic = NumpyMLP.of(self.actor), NumpyMLP.of(self.critic)
-            if actor is not None and critic is not None:
-                return lambda obs: (actor(obs.numpy()), critic(obs.numpy())[:, 0])
+        weights as they are now: on the CPU both networks side by side as one numpy network
+        (see `NumpyMLP`), elsewhere the torch networks. Make a new one after each update."""
+        fused = NumpyMLP.side_by_side([self.actor, self.critic])
+        if fused is not None:
+
+            def numpy_forward(obs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+                out = fused(obs.numpy())
+                return out[:, :-1], out[:, -1]
+
+            return numpy_forward
 
         def torch_forward(obs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
             with torch.inference_mode():
@@ -71,8 +75,12 @@ class CategoricalActorCritic(nn.Module):
         return sample
 
     def greedy(self, obs: torch.Tensor) -> np.ndarray:
-        """argmax_a pi(a|s)."""
-        return self.forward_numpy()(obs)[0].argmax(1)
+        """argmax_a pi(a|s), with the current weights."""
+        actor = NumpyMLP.of(self.actor)
+        if actor is not None:
+            return actor(obs.numpy()).argmax(1)
+        with torch.inference_mode():
+            return self.actor(obs).argmax(-1).cpu().numpy()
 
     # updates ---------------------------------------------------------------------------------
     def forward_train(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:

@@ -3,7 +3,7 @@ the `network` config group only says the shape of the hidden part."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,26 +146,57 @@ _NUMPY_ACTIVATIONS = {
 
 
 class NumpyMLP:
-    """Inference with an MLP's current weights in numpy, for the small batches of an RL rollout
-    on the CPU: a numpy call costs about 1 us against torch's 3 to 5 us, and at 8 observations per
-    step that overhead is the whole cost. The arrays are views of the torch parameters' memory, so
-    the mirror always sees the current weights, as long as the parameters stay in that memory
-    (make a new mirror after moving them, or after building an optimizer that re-points them)."""
+    """Inference with an MLP's weights in numpy, for the small batches of an RL rollout on the
+    CPU: a numpy call costs about 1 us against torch's 3 to 5 us, and at 8 observations per step
+    that overhead is most of the cost.
 
-    def __init__(self, layers: list[_Layer]) -> None:
-        self.layers = [
-            (w.detach().numpy().T, b.detach().numpy(), _NUMPY_ACTIVATIONS.get(act))
-            for w, b, act in layers
-        ]
+    `of(net)` reads the torch parameters' memory in place (always the current weights, as long
+    as the parameters stay in that memory: make a new mirror after moving them or after building
+    an optimizer that re-points them); `side_by_side(nets)` copies several networks that share
+    their input into one, whose output is theirs concatenated (half the calls for an actor and a
+    critic; make a new one after each update)."""
 
-    @classmethod
-    def of(cls, net: nn.Module) -> NumpyMLP | None:
-        """A mirror of `net`, or None unless it is a plain float32 MLP on the CPU."""
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray, Callable | None]]) -> None:
+        self.layers = layers  # (W^T, b, in-place activation or None) per Linear layer
+
+    @staticmethod
+    def _plain_layers(net: nn.Module) -> list[_Layer] | None:
         layers = net.linear_layers() if isinstance(net, MLP) else None
         if layers is None or any(w.device.type != "cpu" or w.dtype != torch.float32
                                  for w, _, _ in layers):  # fmt: skip
             return None
-        return cls(layers)
+        return layers
+
+    @classmethod
+    def of(cls, net: nn.Module) -> NumpyMLP | None:
+        """A mirror of `net`, or None unless it is a plain float32 MLP on the CPU."""
+        layers = cls._plain_layers(net)
+        if layers is None:
+            return None
+        return cls([
+            (w.detach().numpy().T, b.detach().numpy(), _NUMPY_ACTIVATIONS.get(act))
+            for w, b, act in layers
+        ])  # fmt: skip
+
+    @classmethod
+    def side_by_side(cls, nets: Sequence[nn.Module]) -> NumpyMLP | None:
+        """One network computing all of `nets` on the same input (block-diagonal weights after
+        the first layer), or None unless they are plain float32 CPU MLPs of the same depth and
+        activations."""
+        stacks = [cls._plain_layers(net) for net in nets]
+        if any(s is None for s in stacks) or len({len(s) for s in stacks if s}) != 1:
+            return None
+        fused = []
+        with torch.no_grad():
+            for depth, layers in enumerate(zip(*stacks, strict=True)):
+                acts = {act for _, _, act in layers}
+                if len(acts) != 1:
+                    return None
+                weights = [w for w, _, _ in layers]
+                weight = torch.cat(weights) if depth == 0 else torch.block_diag(*weights)
+                bias = torch.cat([b for _, b, _ in layers])
+                fused.append((weight.T.numpy(), bias.numpy(), _NUMPY_ACTIVATIONS.get(acts.pop())))
+        return cls(fused)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         for weight_t, bias, act in self.layers:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rl_runner.algos.on_policy.ppo import PPO, ppo_loss_grads, ppo_losses
+from rl_runner.algos.on_policy.ppo import PPO, Batch, ppo_loss_grads, ppo_losses
 from rl_runner.buffers import RolloutBuffer
 from rl_runner.envs import EnvStepper, env_info, make_vec_env
 from tests.conftest import compose_cfg
@@ -62,14 +62,14 @@ def test_hand_derived_gradients_match_autograd(clip_vloss, ent_coef, n_actions):
     advantages = torch.randn(batch, generator=gen)
     returns = torch.randn(batch, generator=gen)
     old_values = values + torch.empty(batch).uniform_(-0.5, 0.5, generator=gen)
-    batch_args = (actions, old_logprobs, advantages, returns, old_values, clip)
+    batch = Batch(None, actions, old_logprobs, advantages, returns, old_values)
 
     z, v = logits.clone().requires_grad_(), values.clone().requires_grad_()
-    losses = ppo_losses(z, v, *batch_args, clip_vloss)
+    losses = ppo_losses(z, v, batch, clip, clip_vloss)
     (losses.policy - ent_coef * losses.entropy + vf_coef * losses.value).backward()
 
     grad_logits, grad_values, ratio, logratio = ppo_loss_grads(
-        logits, values, *batch_args, clip_vloss, ent_coef, vf_coef
+        logits, values, batch, clip, clip_vloss, ent_coef, vf_coef
     )
     assert ((ratio - 1).abs() > clip).any() and ((ratio - 1).abs() < clip).any()
     torch.testing.assert_close(grad_logits, z.grad, rtol=1e-5, atol=1e-7)

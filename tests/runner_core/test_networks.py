@@ -3,11 +3,12 @@ covers, and autograd behind the same calls for the layers it does not."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from runner_core.networks import mlp
+from runner_core.networks import NumpyMLP, mlp
 
 
 def _autograd_grads(net: nn.Module, x: torch.Tensor, grad_out: torch.Tensor) -> list:
@@ -61,3 +62,32 @@ def test_other_layers_backpropagate_through_autograd(kwargs):
     net.backward(cache, grad_out)
     for p, want in zip(net.parameters(), expected, strict=True):
         torch.testing.assert_close(p.grad, want)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+def test_numpy_mirror_matches_torch_and_follows_the_weights(activation):
+    torch.manual_seed(0)
+    net = mlp(4, 3, [16, 8], activation, hidden_gain=1.4, out_gain=0.5)
+    x = torch.randn(8, 4)
+    mirror = NumpyMLP.of(net)
+    np.testing.assert_allclose(mirror(x.numpy()), net(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        net[0].weight.mul_(2.0)  # in place: the mirror reads the same memory
+    np.testing.assert_allclose(mirror(x.numpy()), net(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_side_by_side_is_the_networks_outputs_concatenated():
+    torch.manual_seed(0)
+    nets = [mlp(4, 2, [16, 16], "tanh"), mlp(4, 1, [16, 16], "tanh"), mlp(4, 3, [8, 32], "tanh")]
+    x = torch.randn(8, 4)
+    fused = NumpyMLP.side_by_side(nets)
+    expected = torch.cat([net(x) for net in nets], dim=1).detach().numpy()
+    np.testing.assert_allclose(fused(x.numpy()), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_no_numpy_mirror_where_it_would_differ():
+    assert NumpyMLP.of(mlp(4, 2, [8], "leaky_relu")) is None
+    assert NumpyMLP.of(mlp(4, 2, [8], "tanh", dropout=0.1)) is None
+    assert NumpyMLP.of(mlp(4, 2, [8], "tanh").double()) is None
+    assert NumpyMLP.side_by_side([mlp(4, 2, [8], "tanh"), mlp(4, 1, [8, 8], "tanh")]) is None
+    assert NumpyMLP.side_by_side([mlp(4, 2, [8], "tanh"), mlp(4, 1, [8], "relu")]) is None

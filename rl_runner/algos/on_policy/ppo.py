@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -68,47 +69,40 @@ class PPO(OnPolicyAlgorithm):
 
         # flatten the rollout, keeping only real transitions (not autoreset steps), on the device
         keep = buf.valid.flatten().nonzero().squeeze(1)
-        obs, actions, old_logprobs, old_values, advantages, returns = (
+        rollout = Batch(*(
             x.flatten(0, 1)[keep].to(self.device)
-            for x in (buf.obs, buf.actions, buf.logprobs, buf.values, buf.advantages, buf.returns)
+            for x in (buf.obs, buf.actions, buf.logprobs, buf.advantages, buf.returns, buf.values)
+        ))  # fmt: skip
+
+        # a minibatch as large as the rollout is the rollout itself every epoch, without shuffling
+        # or gathering (the losses are means, so the order does not matter)
+        whole = (
+            rollout._replace(advantages=normalize(rollout.advantages)) if hp.norm_adv else rollout
         )
-        n = keep.numel()
-        # a minibatch as large as the rollout is the whole rollout every epoch: no shuffling or
-        # gathering then (the losses are means, so the order does not matter), just views
-        full_batch = hp.batch_size >= n
+        full_batch = hp.batch_size >= rollout.obs.shape[0]
 
-        if hp.norm_adv and full_batch:  # the same every epoch: normalize once
-            advantages = normalize(advantages)
-
-        clipped, seen, stop = torch.zeros((), dtype=torch.long, device=self.device), 0, False
+        ratios = []
         for _epoch in range(hp.num_epochs):
-            order = None if full_batch else torch.randperm(n, device=self.device)
-            for start in range(0, n, hp.batch_size):
-                mb = slice(None) if order is None else order[start : start + hp.batch_size]
-                adv = advantages[mb]
-                if hp.norm_adv and not full_batch:
-                    adv = normalize(adv)
-                batch = (actions[mb], old_logprobs[mb], adv, returns[mb], old_values[mb])
-                logits, values, cache = self.policy.forward_train(obs[mb])
+            batches = [whole] if full_batch else minibatches(rollout, hp.batch_size, hp.norm_adv)
+            for batch in batches:
+                logits, values, cache = self.policy.forward_train(batch.obs)
                 grad_logits, grad_values, ratio, logratio = ppo_loss_grads(
-                    logits, values, *batch, clip, hp.clip_vloss, hp.ent_coef, hp.vf_coef
+                    logits, values, batch, clip, hp.clip_vloss, hp.ent_coef, hp.vf_coef
                 )
-                self.optimizer.zero_grad()
                 self.policy.backward(cache, grad_logits, grad_values)
                 self.optimizer.clip_grad_norm_(hp.max_grad_norm)
                 self.optimizer.step()
-
-                clipped += ((ratio - 1.0).abs() > clip).sum()
-                seen += ratio.numel()
+                ratios.append(ratio)
                 if hp.target_kl is not None and approx_kl(ratio, logratio) > hp.target_kl:
-                    stop = True
                     break
-            if stop:
-                break
+            else:
+                continue
+            break  # early stop: the KL limit was passed
 
         # the last minibatch's losses, before its step
         with torch.no_grad():
-            losses = ppo_losses(logits, values, *batch, clip, hp.clip_vloss)
+            losses = ppo_losses(logits, values, batch, clip, hp.clip_vloss)
+        returns, old_values = rollout.returns, rollout.old_values
         # 1 - Var[R - V] / Var[R]; 0 when the returns have no spread (then it is undefined, and a
         # NaN diagnostic would trip the trainer's finite check)
         var_returns = returns.var(correction=0)
@@ -122,11 +116,32 @@ class PPO(OnPolicyAlgorithm):
             "value_loss": losses.value.item(),
             "entropy": losses.entropy.item(),
             "approx_kl": approx_kl(ratio, logratio).item(),
-            "clipfrac": clipped.item() / seen,
+            "clipfrac": ((torch.cat(ratios) - 1.0).abs() > clip).float().mean().item(),
             "explained_variance": explained_var.item(),
             "charts/learning_rate": lr,
             "charts/clip_coef": clip,
         }
+
+
+class Batch(NamedTuple):
+    """Transitions of a rollout, flattened over (time, env)."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    old_logprobs: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    old_values: torch.Tensor
+
+
+def minibatches(rollout: Batch, batch_size: int, norm_adv: bool) -> Iterator[Batch]:
+    """One epoch: the rollout in random minibatches, advantages normalized per minibatch if asked
+    (the last minibatch holds the remainder)."""
+    n = rollout.obs.shape[0]
+    order = torch.randperm(n, device=rollout.obs.device)
+    for start in range(0, n, batch_size):
+        batch = Batch(*(x[order[start : start + batch_size]] for x in rollout))
+        yield batch._replace(advantages=normalize(batch.advantages)) if norm_adv else batch
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -146,19 +161,12 @@ class PPOLosses(NamedTuple):
 
 
 def ppo_losses(
-    logits: torch.Tensor,
-    values: torch.Tensor,
-    actions: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    returns: torch.Tensor,
-    old_values: torch.Tensor,
-    clip: float,
-    clip_vloss: bool,
+    logits: torch.Tensor, values: torch.Tensor, batch: Batch, clip: float, clip_vloss: bool
 ) -> PPOLosses:
     """The PPO losses of a minibatch, written as the paper states them; the update minimizes
     policy - ent_coef * entropy + vf_coef * value through `ppo_loss_grads`, whose hand-derived
     gradients the tests check against autograd through this function."""
+    actions, old_logprobs, advantages, returns, old_values = batch[1:]
     log_probs = F.log_softmax(logits, dim=-1)
     entropy = -(log_probs.exp() * log_probs).sum(-1)
     logratio = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1) - old_logprobs
@@ -184,11 +192,7 @@ def ppo_losses(
 def ppo_loss_grads(
     logits: torch.Tensor,
     values: torch.Tensor,
-    actions: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    returns: torch.Tensor,
-    old_values: torch.Tensor,
+    batch: Batch,
     clip: float,
     clip_vloss: bool,
     ent_coef: float,
@@ -206,7 +210,8 @@ def ppo_loss_grads(
       slope of the larger term, and V_clip = V_old + clip(V - V_old, -eps, eps) has slope 1
       inside [V_old - eps, V_old + eps] and 0 outside.
     """
-    batch = logits.shape[0]
+    actions, old_logprobs, advantages, returns, old_values = batch[1:]
+    size = logits.shape[0]
     log_probs = torch.log_softmax(logits, dim=-1)
     probs = log_probs.exp()
     index = actions.unsqueeze(1)
@@ -215,12 +220,12 @@ def ppo_loss_grads(
 
     surrogate = advantages * ratio
     unclipped = surrogate <= advantages * ratio.clamp(1 - clip, 1 + clip)
-    slope = (surrogate * unclipped).mul_(-1.0 / batch).unsqueeze(1)  # dL/dl_a
+    slope = (surrogate * unclipped).mul_(-1.0 / size).unsqueeze(1)  # dL/dl_a
     grad_logits = probs * slope.neg()
     grad_logits.scatter_add_(1, index, slope)
     if ent_coef:
         entropy = -(probs * log_probs).sum(1, keepdim=True)
-        grad_logits.addcmul_(probs, log_probs + entropy, value=ent_coef / batch)
+        grad_logits.addcmul_(probs, log_probs + entropy, value=ent_coef / size)
 
     error = values - returns
     if clip_vloss:
@@ -229,5 +234,5 @@ def ppo_loss_grads(
         error = torch.where(
             error.square() >= error_clipped.square(), error, error_clipped * (step.abs() <= clip)
         )
-    grad_values = error.mul_(2.0 * vf_coef / batch)
+    grad_values = error.mul_(2.0 * vf_coef / size)
     return grad_logits, grad_values, ratio, logratio
