@@ -39,6 +39,22 @@ def test_help_lists_groups_and_options(tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_help_shows_the_config_with_the_overrides(tmp_path):
+    result = run_cli("rl_runner", "algo=dqn", "algo.lr=0.005", "-h", cwd=tmp_path)
+    assert result.rc == 0, result.stderr
+    assert "name: dqn" in result.stdout
+    assert "lr: 0.005" in result.stdout
+
+
+def test_help_with_a_bad_option_says_what_is_allowed(tmp_path):
+    result = run_cli("rl_runner", "algo=foo", "--help", cwd=tmp_path)
+    assert result.rc == 2
+    assert "Could not find 'algo/foo'" in result.stderr
+    assert "ppo" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert leftovers(tmp_path) == []
+
+
 def test_help_does_not_import_torch(tmp_path):
     result = run_cli("rl_runner", "--help", cwd=tmp_path, python_flags=("-X", "importtime"))
     assert result.rc == 0
