@@ -57,10 +57,18 @@ class RLTrainer:
         self.solved_at: int | None = None  # step of the evaluation that reached eval.stop_at_return
         self._env_rng: list[dict[str, Any]] | None = None
         self.stepper: EnvStepper | None = None
+        # wall time of the runner's own work during training (logging, console, periodic
+        # evaluation and checkpoints): what `after_update` and `tick` spend
+        self.overhead_s = 0.0
 
     # Session protocol ---------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        return {"env_id": self.info.id, "algo": self.cfg.algo.name, "episodes": self.episodes}
+        return {
+            "env_id": self.info.id,
+            "algo": self.cfg.algo.name,
+            "episodes": self.episodes,
+            "runner_overhead_s": round(self.overhead_s, 3),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +137,7 @@ class RLTrainer:
 
     def after_update(self, stats: dict[str, float]) -> None:
         """After each update: check the losses, log them, then the usual cadence."""
+        start = time.perf_counter()
         step = self.step
         self.run.check_finite(step, stats)
         if self.algo.num_updates % self._log_every == 0:
@@ -137,10 +146,16 @@ class RLTrainer:
                 time.time() - self._start_time, 1e-9
             )
             self.run.log(step, metrics)
-        self.tick()
+        self._cadence()
+        self.overhead_s += time.perf_counter() - start
 
     def tick(self) -> None:
         """Cheap per-step cadence: episodes, progress, evaluation, checkpoints, stop requests."""
+        start = time.perf_counter()
+        self._cadence()
+        self.overhead_s += time.perf_counter() - start
+
+    def _cadence(self) -> None:
         step = self.step
         stepper = self.stepper
         if stepper.finished_returns:

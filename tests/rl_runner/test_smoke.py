@@ -51,6 +51,7 @@ def _check_rl_run(run_dir, algo, env_id):
     assert summary["env_id"] == env_id
     assert summary["device"] == "cpu"
     assert summary["seed"] == 0
+    assert 0 < summary["runner_overhead_s"] <= summary["wall_time_s"] + 0.01
     tags = steps_by_tag(read_metrics(run_dir))
     assert "eval/mean_return" in tags
     assert any(t.startswith("losses/") for t in tags), sorted(tags)
@@ -129,3 +130,12 @@ def test_stop_at_return_not_reached_runs_the_whole_budget(tmp_path):
     summary = read_summary(tmp_path / "run")
     assert summary["global_step"] >= cfg.algo.total_steps
     assert "solved_at_step" not in summary
+
+
+@pytest.mark.parametrize("algo", RL_ALGOS)
+def test_stochastic_evaluation(tmp_path, algo):
+    """eval.deterministic=false samples from each algorithm's own policy (PPO: pi(.|s); DQN:
+    epsilon-greedy at the final epsilon) with the evaluation's own random stream."""
+    cfg = compose_cfg([f"algo={algo}", "eval.deterministic=false"])
+    run_train(cfg, tmp_path / "run")
+    _check_rl_run(tmp_path / "run", algo, cfg.env.id)
