@@ -29,6 +29,10 @@ class PPO(OnPolicyAlgorithm):
     L = L_clip + c_v * (V(s_t) - R_t)^2 - c_e * H[pi(.|s_t)]
     with eps = clip_coef, c_v = vf_coef, c_e = ent_coef; the learning rate (and eps, if asked)
     decay linearly to 0 over the run.
+
+    Each gradient step runs without autograd: `ppo_loss_grads` gives dL/dlogits and dL/dV
+    (hand-derived; `ppo_losses` states L as written above, and tests compare the two through
+    autograd), and the policy backpropagates them through its networks.
     """
 
     rules = (
