@@ -145,7 +145,7 @@ class RLTrainer:
             metrics["charts/sps"] = (step - self._start_step) / max(
                 time.time() - self._start_time, 1e-9
             )
-            self.run.log(step, metrics)
+            self.run.log(step, {**metrics, **self._drain_episodes()})  # one event for both
         self._cadence()
         self.overhead_s += time.perf_counter() - start
 
@@ -155,16 +155,22 @@ class RLTrainer:
         self._cadence()
         self.overhead_s += time.perf_counter() - start
 
+    def _drain_episodes(self) -> dict[str, float]:
+        """Stats of the episodes finished since the last call ({} if none); shows the recent
+        mean return on the console."""
+        stepper = self.stepper
+        if not stepper.finished_returns:
+            return {}
+        self.run.console.update(self.step, f"return {np.mean(stepper.recent):.1f}")
+        return stepper.drain_episodes()
+
     def _cadence(self) -> None:
         step = self.step
-        stepper = self.stepper
-        if stepper.finished_returns:
-            self.run.log(step, stepper.drain_episodes())
-            recent = f"return {np.mean(stepper.recent):.1f}"
-            self.run.console.update(step, recent)
-        if self._eval_due(step):
+        self.run.log(step, self._drain_episodes())
+        # at the end of the budget the final evaluation and checkpoints in `fit` take over
+        if self._eval_due(step) and step < self.total:
             self.evaluate()
-        if self._ckpt_due(step):
+        if self._ckpt_due(step) and not self.done:
             self.run.step = step
             self.run.save(checkpoint.LATEST)
         self.run.poll(step)
