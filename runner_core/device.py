@@ -8,8 +8,14 @@ from runner_core.errors import DeviceError
 
 
 def resolve_device(kind: str, threads: int) -> torch.device:
-    """auto: cuda, then mps, then cpu. An explicit choice that is not available is an error."""
+    """auto: cuda, then mps, then cpu. An explicit choice that is not available is an error.
+
+    Also flushes denormal floats to zero on the CPU: Adam's moment estimates for parameters whose
+    gradient stays 0 (dead ReLU units) decay into the denormal range, where x86 arithmetic is
+    ~30x slower (an Adam step of DQN's 256x256 network: 1.7 ms instead of 0.05 ms). Values below
+    1e-38 change no float32 weight, so results are unaffected."""
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
     cuda = torch.cuda.is_available()
     mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
     if kind == "auto":
