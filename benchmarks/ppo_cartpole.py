@@ -120,6 +120,9 @@ def run_sb3(side: Side, seed: int, steps: int, repeat: int) -> Measurement:
     """SB3 with `side.threads` torch threads: build the model and envs untimed, then time
     `learn()` plus a final deterministic 20-episode evaluation on a fresh single CartPole env."""
     assert side.threads is not None
+    # our train() turns on the CPU's flushing of denormals to zero (process-wide); SB3 runs as it
+    # would on its own, with torch's default (off)
+    torch.set_flush_denormal(False)
     with torch_threads(side.threads):
         model, envs = rl_zoo.make_sb3_ppo(seed)
         eval_env = rl_zoo.make_sb3_eval_env(seed)
@@ -265,6 +268,9 @@ def run(opts: common.Options, ctx: common.Context) -> common.Result:
         "on every other repeat). Seeds are 0, 1, 2, ... (one per repeat, the same for every "
         "side). Before the repeats each side runs one untimed 256-step warm-up, so one-time "
         "costs (lazy imports, first calls) count for none.",
+        "- Denormals: ours flushes denormal floats to zero on the CPU (train() calls "
+        "`torch.set_flush_denormal(True)`, a process-wide setting); it is turned back off before "
+        "every SB3 run, so SB3 runs with torch's default as it would on its own.",
         "- Threads: ours runs at its default `device.threads=1` (train() calls "
         "`torch.set_num_threads(1)`); SB3 runs once at torch's default thread count "
         f"(`torch.get_num_threads()` at process start: {common.default_torch_threads()} here, "
