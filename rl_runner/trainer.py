@@ -202,5 +202,4 @@ class RLTrainer:
         """Actions sampled from the policy, with their own random stream (so evaluating does not
         change what training draws)."""
         rng = np.random.default_rng(seed)
-
         return lambda obs: self.algo.sample(obs, rng)

@@ -4,8 +4,8 @@ Hydra composes the config (and handles --cfg, --multirun, --hydra-help); `resume
 composition and continues a run with the config saved in its checkpoint. --help composes the
 config with Hydra's compose API and lists the groups from conf/ itself: the same page as Hydra's
 help template would give, without Hydra's search of every group's options (two thirds of a
-second on a slow machine). User errors print one
-paragraph and exit non-zero; torch and gymnasium are imported only once a run really starts.
+second on a slow machine). User errors print one paragraph and exit non-zero; torch and
+gymnasium are imported only once a run really starts.
 """
 
 from __future__ import annotations

@@ -71,9 +71,8 @@ class MLP(nn.Sequential):
         """(weight, bias, activation) per Linear layer when the network is only Linear layers,
         each but the last followed by tanh, ReLU or sigmoid; None otherwise. Worked out once: the
         layers of a built network do not change."""
-        cached = self.__dict__.get("_linear_layers", ())
-        if cached != ():
-            return cached
+        if "_linear_layers" in self.__dict__:
+            return self.__dict__["_linear_layers"]
         layers: list[_Layer] | None = []
         modules = list(self)
         for i in range(0, len(modules), 2):

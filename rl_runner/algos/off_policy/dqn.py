@@ -91,12 +91,17 @@ class DQN(OffPolicyAlgorithm):
         )
 
     def explore(self, obs: np.ndarray, step: int) -> np.ndarray:
-        n = len(obs)
-        random_actions = self.rng.integers(0, self.info.n_actions, size=n)
         if step < self.hp.learning_starts:
-            return random_actions
-        greedy = self.predict(obs)
-        return np.where(self.rng.random(n) < self.epsilon(step), random_actions, greedy)
+            return self.rng.integers(0, self.info.n_actions, size=len(obs))
+        return self.epsilon_greedy(obs, self.epsilon(step), self.rng)
+
+    def epsilon_greedy(
+        self, obs: np.ndarray, epsilon: float, rng: np.random.Generator
+    ) -> np.ndarray:
+        """A uniformly random action with probability epsilon, else the greedy one."""
+        n = len(obs)
+        random_actions = rng.integers(0, self.info.n_actions, size=n)
+        return np.where(rng.random(n) < epsilon, random_actions, self.predict(obs))
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -104,10 +109,7 @@ class DQN(OffPolicyAlgorithm):
 
     def sample(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """epsilon-greedy at the final exploration rate."""
-        n = len(obs)
-        random_actions = rng.integers(0, self.info.n_actions, size=n)
-        explore = rng.random(n) < self.hp.exploration_final_eps
-        return np.where(explore, random_actions, self.predict(obs))
+        return self.epsilon_greedy(obs, self.hp.exploration_final_eps, rng)
 
     def on_env_step(self, step: int, num_envs: int) -> None:
         if self.hp.anneal_lr:
