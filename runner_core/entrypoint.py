@@ -10,6 +10,7 @@ gymnasium are imported only once a run really starts.
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -96,6 +97,18 @@ def help_text(config_name: str, overrides: list[str]) -> str:
 
 
 def main(config_name: str = "train") -> None:
+    try:
+        _main(config_name)
+    finally:
+        # The process ends next. Python's teardown runs a last garbage collection over every
+        # object alive, which with torch imported (~10^6 objects) takes 0.3-0.5 s here: freezing
+        # them moves them out of the collector's reach. Nothing is skipped that matters: files,
+        # TensorBoard writers and envs are closed by the run itself, and reference-counted
+        # objects are still finalized.
+        gc.freeze()
+
+
+def _main(config_name: str) -> None:
     args = sys.argv[1:]
     if "--help" in args or "-h" in args:
         overrides = [a for a in args if a not in ("--help", "-h")]
