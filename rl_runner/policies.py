@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from runner_core.networks import NumpyMLP, build_network
+from runner_core.networks import MLP, NumpyMLP, build_network
 
 
 class CategoricalActorCritic(nn.Module):
@@ -38,35 +38,40 @@ class CategoricalActorCritic(nn.Module):
         entropy = -(log_probs.exp() * log_probs).sum(-1)
         return log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1), entropy, self.value(obs)
 
-    # rollouts and evaluation: numpy out -----------------------------------------------------
-    def forward_numpy(self) -> Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]]:
-        """A function from encoded observations to (logits, V(s)) as numpy arrays, with the
-        weights as they are now: on the CPU both networks side by side as one numpy network
-        (see `NumpyMLP`), elsewhere the torch networks. Make a new one after each update."""
+    # rollouts and evaluation: numpy in and out ---------------------------------------------
+    def forward_numpy(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """A function from encoded observations (float32 numpy) to (logits, V(s)) as numpy
+        arrays, with the weights as they are now: on the CPU both networks side by side as one
+        numpy network (see `NumpyMLP`), elsewhere the torch networks. Make a new one after each
+        update."""
         fused = NumpyMLP.side_by_side([self.actor, self.critic])
         if fused is not None:
 
-            def numpy_forward(obs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-                out = fused(obs.numpy())
+            def numpy_forward(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                out = fused(obs)
                 return out[:, :-1], out[:, -1]
 
             return numpy_forward
+        device = self.critic[0].weight.device
 
-        def torch_forward(obs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        def torch_forward(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            x = torch.as_tensor(obs, device=device)
             with torch.inference_mode():
-                return self.actor(obs).cpu().numpy(), self.value(obs).cpu().numpy()
+                return self.actor(x).cpu().numpy(), self.value(x).cpu().numpy()
 
         return torch_forward
 
     def sampler(
-        self, rng: np.random.Generator
-    ) -> Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        self,
+        rng: np.random.Generator,
+        forward: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """A function from encoded observations to (a ~ pi(.|s), log pi(a|s), V(s)) as numpy
         arrays, drawing with `rng` by the Gumbel-max trick (argmax of log pi + Gumbel noise).
-        Make one per rollout: it holds `forward_numpy()`."""
-        forward = self.forward_numpy()
+        Make one per rollout: it holds `forward` (by default a new `forward_numpy()`)."""
+        forward = forward or self.forward_numpy()
 
-        def sample(obs: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def sample(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             logits, values = forward(obs)
             log_probs = log_softmax(logits)
             actions = (log_probs + rng.gumbel(size=log_probs.shape)).argmax(1)
@@ -74,15 +79,25 @@ class CategoricalActorCritic(nn.Module):
 
         return sample
 
-    def greedy(self, obs: torch.Tensor) -> np.ndarray:
-        """argmax_a pi(a|s), with the current weights."""
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """argmax_a pi(a|s) for encoded observations (float32 numpy), with the current weights."""
         actor = NumpyMLP.of(self.actor)
         if actor is not None:
-            return actor(obs.numpy()).argmax(1)
+            return actor(obs).argmax(1)
+        x = torch.as_tensor(obs, device=self.actor[0].weight.device)
         with torch.inference_mode():
-            return self.actor(obs).argmax(-1).cpu().numpy()
+            return self.actor(x).argmax(-1).cpu().numpy()
 
     # updates ---------------------------------------------------------------------------------
+    @property
+    def autograd_needed(self) -> bool:
+        """Whether `backward` goes through autograd (a network without a hand-written backward,
+        see `MLP.forward_train`): then `forward_train` must run with gradients enabled."""
+        return any(
+            not isinstance(net, MLP) or net.linear_layers() is None
+            for net in (self.actor, self.critic)
+        )
+
     def forward_train(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """(logits, V(s), cache) for a hand-computed backward: see `MLP.forward_train`."""
         logits, actor_cache = self.actor.forward_train(obs)

@@ -95,11 +95,13 @@ class MLP(nn.Sequential):
         if layers is None:
             out = self(x)
             return out, out
-        with torch.no_grad():
-            acts = [x]
-            for weight, bias, act in layers:
-                y = F.linear(acts[-1], weight, bias)
-                acts.append(_ACTIVATION_FUNCTIONS[act](y) if act is not None else y)
+        if torch.is_grad_enabled():  # the hand-written path needs no graph (hot: no context
+            with torch.no_grad():  # manager when the caller already turned autograd off)
+                return self.forward_train(x)
+        acts = [x]
+        for weight, bias, act in layers:
+            y = F.linear(acts[-1], weight, bias)
+            acts.append(_ACTIVATION_FUNCTIONS[act](y) if act is not None else y)
         return acts[-1], acts
 
     def backward(self, cache: Any, grad_out: torch.Tensor) -> None:
@@ -113,20 +115,22 @@ class MLP(nn.Sequential):
                     p.grad.zero_()
             cache.backward(grad_out)
             return
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.backward(cache, grad_out)
         layers = self.linear_layers()
         assert layers is not None
         g = grad_out
-        with torch.no_grad():
-            for i in reversed(range(len(layers))):
-                weight, bias, act = layers[i]
-                if act is not None:
-                    g = _BACKWARD_FROM_OUTPUT[act](g, cache[i + 1])
-                if weight.requires_grad:
-                    torch.mm(g.t(), cache[i], out=_grad_of(weight))
-                if bias.requires_grad:
-                    torch.sum(g, 0, out=_grad_of(bias))
-                if i > 0:
-                    g = g @ weight
+        for i in reversed(range(len(layers))):
+            weight, bias, act = layers[i]
+            if act is not None:
+                g = _BACKWARD_FROM_OUTPUT[act](g, cache[i + 1])
+            if weight.requires_grad:
+                torch.mm(g.t(), cache[i], out=_grad_of(weight))
+            if bias.requires_grad:
+                torch.sum(g, 0, out=_grad_of(bias))
+            if i > 0:
+                g = g @ weight
 
 
 def _np_sigmoid(y: np.ndarray) -> None:

@@ -76,8 +76,7 @@ class FlatAdam:
         self.grad.mul_((max_norm / (norm + 1e-6)).clamp_(max=1.0))
         return norm
 
-    @torch.no_grad()
-    def step(self) -> None:
+    def step(self) -> None:  # no autograd context needed: the flat vectors require no grad
         self.steps += 1
         if self.fused:
             self._step.fill_(self.steps)

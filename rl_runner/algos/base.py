@@ -59,6 +59,13 @@ class Algorithm:
             x = self.obs_rms(x)
         return x
 
+    def encode_numpy(self, obs: np.ndarray, update_stats: bool = False) -> np.ndarray:
+        """`encode` for the CPU-side rollout and evaluation loops: float32 numpy, and without a
+        round trip through torch for plain vector observations (most envs)."""
+        if self.info.obs_discrete is None and self.obs_rms is None:
+            return np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+        return self.encode(obs, update_stats).cpu().numpy()
+
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions for evaluation."""
         raise NotImplementedError
@@ -106,17 +113,18 @@ class OnPolicyAlgorithm(Algorithm):
     @torch.inference_mode()
     def collect(self, t: RLTrainer, buf: RolloutBuffer) -> None:
         store = buf.np  # numpy views of the buffer's tensors
-        sample = self.policy.sampler(self.rng)
-        obs = self.encode(t.obs, update_stats=True)
+        forward = self.policy.forward_numpy()  # this rollout's snapshot of the policy
+        sample = self.policy.sampler(self.rng, forward)
+        obs = self.encode_numpy(t.obs, update_stats=True)
         for i in range(store.obs.shape[0]):
             actions, store.logprobs[i], store.values[i] = sample(obs)
-            buf.obs[i], store.actions[i] = obs, actions
+            store.obs[i], store.actions[i] = obs, actions
             next_obs, reward, terminated, truncated, valid = t.env_step(actions)
             store.rewards[i], store.terminated[i], store.valid[i] = reward, terminated, valid
             np.logical_or(terminated, truncated, out=store.dones[i])
-            obs = self.encode(next_obs, update_stats=True)
+            obs = self.encode_numpy(next_obs, update_stats=True)
         # advantage estimation
-        next_value = self.policy.value(obs).cpu().numpy()
+        next_value = forward(obs)[1]
         store.advantages[:], store.returns[:] = gae(
             store.rewards, store.values, next_value, store.terminated, store.dones,
             self.hp.gamma, self.hp.gae_lambda,
@@ -126,10 +134,10 @@ class OnPolicyAlgorithm(Algorithm):
         raise NotImplementedError
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
-        return self.policy.greedy(self.encode(obs))
+        return self.policy.greedy(self.encode_numpy(obs))
 
     def sample(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return self.policy.sampler(rng)(self.encode(obs))[0]
+        return self.policy.sampler(rng)(self.encode_numpy(obs))[0]
 
 
 class OffPolicyAlgorithm(Algorithm):

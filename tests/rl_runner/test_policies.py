@@ -26,7 +26,7 @@ def _policy(activation: str, n_actions: int = 3) -> CategoricalActorCritic:
 def test_sampler_draws_from_the_policy(activation):
     policy = _policy(activation)
     obs = torch.randn(4, 4).repeat(5000, 1)  # 4 states, 5000 draws each
-    actions, logprobs, values = policy.sampler(np.random.default_rng(0))(obs)
+    actions, logprobs, values = policy.sampler(np.random.default_rng(0))(obs.numpy())
 
     with torch.no_grad():
         log_pi = torch.log_softmax(policy.actor(obs), -1).numpy()
@@ -44,8 +44,8 @@ def test_sampler_draws_from_the_policy(activation):
 def test_sampling_is_reproducible_from_the_generator():
     policy = _policy("tanh")
     obs = torch.randn(64, 4)
-    first = policy.sampler(np.random.default_rng(7))(obs)[0]
-    again = policy.sampler(np.random.default_rng(7))(obs)[0]
+    first = policy.sampler(np.random.default_rng(7))(obs.numpy())[0]
+    again = policy.sampler(np.random.default_rng(7))(obs.numpy())[0]
     np.testing.assert_array_equal(first, again)
 
 
@@ -55,4 +55,4 @@ def test_greedy_is_the_most_likely_action(activation):
     obs = torch.randn(256, 4)
     with torch.no_grad():
         expected = policy.actor(obs).argmax(-1).numpy()
-    np.testing.assert_array_equal(policy.greedy(obs), expected)
+    np.testing.assert_array_equal(policy.greedy(obs.numpy()), expected)

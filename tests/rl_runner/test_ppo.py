@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rl_runner.algos.on_policy.ppo import PPO, Batch, ppo_loss_grads, ppo_losses
+from rl_runner.algos.on_policy.ppo import PPO, Batch, loss_targets, ppo_loss_grads, ppo_losses
 from rl_runner.buffers import RolloutBuffer
 from rl_runner.envs import EnvStepper, env_info, make_vec_env
 from tests.conftest import compose_cfg
@@ -68,9 +68,8 @@ def test_hand_derived_gradients_match_autograd(clip_vloss, ent_coef, n_actions):
     losses = ppo_losses(z, v, batch, clip, clip_vloss)
     (losses.policy - ent_coef * losses.entropy + vf_coef * losses.value).backward()
 
-    grad_logits, grad_values, ratio, logratio = ppo_loss_grads(
-        logits, values, batch, clip, clip_vloss, ent_coef, vf_coef
-    )
+    targets = loss_targets(batch, n_actions, clip, clip_vloss, ent_coef, vf_coef)
+    grad_logits, grad_values, ratio, logratio = ppo_loss_grads(logits, values, targets)
     assert ((ratio - 1).abs() > clip).any() and ((ratio - 1).abs() < clip).any()
     torch.testing.assert_close(grad_logits, z.grad, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(grad_values, v.grad, rtol=1e-5, atol=1e-7)
@@ -196,3 +195,21 @@ def test_stats_finite_with_one_transition():
     buf, _ = make_buffer(ppo, 1, 1, ratio=1.0, adv=[1.0], value_shift=[0.5])
     stats = ppo.update(buf, progress=0.0)
     assert all(math.isfinite(v) for v in stats.values()), stats
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [(), ("algo.normalize_obs=true",), ("env=frozenlake",)],
+    ids=["plain", "normalized", "one-hot"],
+)
+def test_numpy_encoding_matches_the_torch_encoding(overrides):
+    """The rollout loop's float32 numpy observations are what the update trains on."""
+    ppo = make_ppo(*overrides)
+    envs = make_vec_env(compose_cfg([*BASE, *overrides]).env, 3)
+    obs, _ = envs.reset(seed=0)
+    for _ in range(5):
+        encoded = ppo.encode_numpy(obs, update_stats=True)
+        assert encoded.dtype == np.float32 and encoded.shape == (3, ppo.info.obs_dim)
+        np.testing.assert_allclose(encoded, ppo.encode(obs).numpy(), rtol=1e-6)
+        obs, *_ = envs.step(envs.action_space.sample())
+    envs.close()
