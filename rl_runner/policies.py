@@ -81,12 +81,21 @@ class CategoricalActorCritic(nn.Module):
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         """argmax_a pi(a|s) for encoded observations (float32 numpy), with the current weights."""
+        return self.greedy_policy()(obs)
+
+    def greedy_policy(self) -> Callable[[np.ndarray], np.ndarray]:
+        """`greedy` as a function prepared once (the numpy mirror of the actor) for many calls:
+        valid until the parameters are moved or re-pointed (see `NumpyMLP.of`)."""
         actor = NumpyMLP.of(self.actor)
         if actor is not None:
-            return actor(obs).argmax(1)
-        x = torch.as_tensor(obs, device=self.actor[0].weight.device)
-        with torch.inference_mode():
-            return self.actor(x).argmax(-1).cpu().numpy()
+            return lambda obs: actor(obs).argmax(1)
+        device = self.actor[0].weight.device
+
+        def torch_greedy(obs: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return self.actor(torch.as_tensor(obs, device=device)).argmax(-1).cpu().numpy()
+
+        return torch_greedy
 
     # updates ---------------------------------------------------------------------------------
     @property

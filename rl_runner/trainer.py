@@ -5,7 +5,6 @@ and stop requests. Algorithms call `env_step`, `after_update` and `tick`; nothin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -178,7 +177,7 @@ class RLTrainer:
     def evaluate(self) -> dict[str, float]:
         cfg = self.cfg
         seed = cfg.seed + EVAL_SEED_OFFSET
-        policy = self.algo.predict if cfg.eval.deterministic else self._stochastic(seed)
+        policy = self.algo.evaluation_policy(cfg.eval.deterministic, np.random.default_rng(seed))
         returns = evaluate(policy, self.eval_envs, cfg.eval.episodes, seed)
         step = self.step
         result = {
@@ -197,9 +196,3 @@ class RLTrainer:
                 self.run.save(checkpoint.BEST, {"eval": result})
         self.run.console.update(step, f"eval {result['eval/mean_return']:.1f}")
         return result
-
-    def _stochastic(self, seed: int) -> Callable[[np.ndarray], np.ndarray]:
-        """Actions sampled from the policy, with their own random stream (so evaluating does not
-        change what training draws)."""
-        rng = np.random.default_rng(seed)
-        return lambda obs: self.algo.sample(obs, rng)

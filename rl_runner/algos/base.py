@@ -3,6 +3,7 @@ so an algorithm writes only its setup and `update(...) -> dict[str, float]`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -74,6 +75,16 @@ class Algorithm:
         """Actions drawn from the trained policy's own randomness (stochastic evaluation)."""
         raise NotImplementedError
 
+    def evaluation_policy(
+        self, deterministic: bool, rng: np.random.Generator
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """obs -> actions for one evaluation, with the weights as they are now: `predict`, or
+        `sample` drawing from `rng` (its own stream, so evaluating does not change what
+        training draws). Algorithms may prepare the policy once here instead of per step."""
+        if deterministic:
+            return self.predict
+        return lambda obs: self.sample(obs, rng)
+
     # state -------------------------------------------------------------------------------------
     def stateful(self) -> dict[str, Any]:
         """name -> object with state_dict()/load_state_dict() (networks, optimizers, buffers)."""
@@ -138,6 +149,15 @@ class OnPolicyAlgorithm(Algorithm):
 
     def sample(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return self.policy.sampler(rng)(self.encode_numpy(obs))[0]
+
+    def evaluation_policy(
+        self, deterministic: bool, rng: np.random.Generator
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        if deterministic:
+            greedy = self.policy.greedy_policy()
+            return lambda obs: greedy(self.encode_numpy(obs))
+        sample = self.policy.sampler(rng)
+        return lambda obs: sample(self.encode_numpy(obs))[0]
 
 
 class OffPolicyAlgorithm(Algorithm):
