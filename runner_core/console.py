@@ -7,21 +7,14 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console as RichConsole
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.tree import Tree
+
+if TYPE_CHECKING:  # rich is imported where it is used: a run with the console off needs none of it
+    from rich.console import Console as RichConsole
+    from rich.progress import Progress, TaskID
+    from rich.tree import Tree
 
 LOG_FILE = "train.log"
 
@@ -29,6 +22,8 @@ _TREE_ORDER = ("algo", "env", "dataset", "network", "device", "logger", "checkpo
 
 
 def _tree(cfg: DictConfig) -> Tree:
+    from rich.tree import Tree
+
     tree = Tree("config", style="bold", guide_style="dim")
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
@@ -53,7 +48,7 @@ class Console:
             mode = "rich" if sys.stdout.isatty() else "plain"
         self.mode = mode
         self.print_every_s = print_every_s
-        self.out = RichConsole(highlight=False)
+        self._out: RichConsole | None = None
         self._log = logging.getLogger(f"runner.{id(self)}")
         self._log.propagate = False
         self._log.setLevel(logging.INFO)
@@ -68,6 +63,14 @@ class Console:
         self._last_line = 0.0
         self._start = time.time()
         self._start_step = 0
+
+    @property
+    def out(self) -> RichConsole:
+        if self._out is None:
+            from rich.console import Console as RichConsole
+
+            self._out = RichConsole(highlight=False)
+        return self._out
 
     # messages ------------------------------------------------------------------------------
     def info(self, message: str) -> None:
@@ -88,6 +91,15 @@ class Console:
         self._start, self._start_step = time.time(), done
         self._last_line = self._start
         if self.mode == "rich":
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -138,6 +150,8 @@ class Console:
         self._log.info("%s: %s", title, rows)
         if self.mode == "off":
             return
+        from rich.table import Table
+
         table = Table(title=title, show_header=False, title_style="bold")
         table.add_column(style="cyan")
         table.add_column(justify="right")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from typing import NamedTuple
 
@@ -79,33 +79,16 @@ class PPO(OnPolicyAlgorithm):
             for x in (buf.obs, buf.actions, buf.logprobs, buf.advantages, buf.returns, buf.values)
         ))  # fmt: skip
 
-        # a minibatch as large as the rollout is the rollout itself every epoch, without shuffling
-        # or gathering (the losses are means, so the order does not matter), and what its loss
-        # gradients need is worked out once for all epochs
-        whole = (
-            rollout._replace(advantages=normalize(rollout.advantages)) if hp.norm_adv else rollout
-        )
-        full_batch = hp.batch_size >= rollout.obs.shape[0]
-        n_actions = self.info.n_actions
-
-        def targets(batch: Batch) -> LossTargets:
-            return loss_targets(batch, n_actions, clip, hp.clip_vloss, hp.ent_coef, hp.vf_coef)
-
-        whole_targets = targets(whole) if full_batch else None
         # the hand-written gradients need no autograd bookkeeping at all; other networks train
         # through autograd (see `MLP.forward_train`)
         grad_mode = nullcontext() if self.policy.autograd_needed else torch.no_grad()
         ratios = []
         with grad_mode:
-            for _epoch in range(hp.num_epochs):
-                if full_batch:
-                    batches = [(whole, whole_targets)]
-                else:
-                    batches = ((b, targets(b)) for b in minibatches(rollout, hp.batch_size, hp.norm_adv))
-                for batch, batch_targets in batches:
+            for epoch in self._epochs(rollout, clip):
+                for batch, targets in epoch:
                     logits, values, cache = self.policy.forward_train(batch.obs)
                     grad_logits, grad_values, ratio, logratio = ppo_loss_grads(
-                        logits, values, batch_targets
+                        logits, values, targets
                     )
                     self.policy.backward(cache, grad_logits, grad_values)
                     self.optimizer.clip_grad_norm_(hp.max_grad_norm)
@@ -139,6 +122,28 @@ class PPO(OnPolicyAlgorithm):
             "charts/learning_rate": lr,
             "charts/clip_coef": clip,
         }
+
+    def _epochs(self, rollout: Batch, clip: float) -> Iterator[Iterable[tuple[Batch, LossTargets]]]:
+        """Each epoch's minibatches, with what their loss gradients need (`loss_targets`)."""
+        hp = self.hp
+
+        def with_targets(batch: Batch) -> tuple[Batch, LossTargets]:
+            n_actions = self.info.n_actions
+            targets = loss_targets(batch, n_actions, clip, hp.clip_vloss, hp.ent_coef, hp.vf_coef)
+            return batch, targets
+
+        if hp.batch_size >= rollout.obs.shape[0]:
+            # a minibatch as large as the rollout is the rollout itself every epoch, without
+            # shuffling or gathering (the losses are means, so the order does not matter), and
+            # its targets are worked out once for all epochs
+            if hp.norm_adv:
+                rollout = rollout._replace(advantages=normalize(rollout.advantages))
+            whole = [with_targets(rollout)]
+            return (whole for _ in range(hp.num_epochs))
+        return (
+            map(with_targets, minibatches(rollout, hp.batch_size, hp.norm_adv))
+            for _ in range(hp.num_epochs)
+        )
 
 
 class Batch(NamedTuple):
