@@ -76,16 +76,26 @@ class FlatAdam:
         self.grad.mul_((max_norm / (norm + 1e-6)).clamp_(max=1.0))
         return norm
 
-    def step(self) -> None:  # no autograd context needed: the flat vectors require no grad
+    def step(self, max_grad_norm: float | None = None) -> torch.Tensor | None:
+        """One Adam step on the gradients. With `max_grad_norm`, the gradients are clipped first
+        to that global L2 norm, as `clip_grad_norm_` does (and left clipped), but inside the
+        fused kernel, which divides them by max(1, norm / max_grad_norm) as it reads them: no
+        separate pass over the gradient vector. Returns the norm before clipping, if clipped."""
+        norm = scale = None
+        if max_grad_norm is not None:
+            norm = torch.linalg.vector_norm(self.grad)
+            scale = torch.clamp_min((norm + 1e-6) / max_grad_norm, 1.0)
         self.steps += 1
         if self.fused:
             self._step.fill_(self.steps)
             torch._fused_adam_(
                 [self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step],
                 lr=self.lr, beta1=self.beta1, beta2=self.beta2, weight_decay=0.0, eps=self.eps,
-                amsgrad=False, maximize=False,
+                amsgrad=False, maximize=False, grad_scale=scale,
             )  # fmt: skip
-            return
+            return norm
+        if scale is not None:
+            self.grad.div_(scale)
         b1, b2 = self.beta1, self.beta2
         self.exp_avg.lerp_(self.grad, 1.0 - b1)
         self.exp_avg_sq.mul_(b2).addcmul_(self.grad, self.grad, value=1.0 - b2)
@@ -93,6 +103,7 @@ class FlatAdam:
         bias2_sqrt = math.sqrt(1.0 - b2**self.steps)
         denom = (self.exp_avg_sq.sqrt() / bias2_sqrt).add_(self.eps)
         self.flat.addcdiv_(self.exp_avg, denom, value=-self.lr / bias1)
+        return norm
 
     def state_dict(self) -> dict[str, Any]:
         return {

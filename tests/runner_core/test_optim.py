@@ -46,6 +46,29 @@ def test_matches_torch_adam(clip, fused):
         torch.testing.assert_close(p, p_ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-kernel", "explicit-maths"])
+def test_clipping_inside_the_step_matches_clipping_before_it(fused):
+    """step(max_grad_norm) clips as clip_grad_norm_ + step() does: same norms returned, same
+    clipped gradients left behind, same trajectory."""
+    a_net, b_net = _net(1), _net(1)
+    a, b = FlatAdam(a_net, lr=1e-2), FlatAdam(b_net, lr=1e-2)
+    a.fused = b.fused = fused
+    clipped = 0
+    for step in range(30):
+        for net, opt in ((a_net, a), (b_net, b)):
+            opt.zero_grad()
+            _loss(net, step).backward()
+        norm_a = a.clip_grad_norm_(4.0)
+        a.step()
+        norm_b = b.step(max_grad_norm=4.0)
+        assert norm_b is not None and norm_b.item() == pytest.approx(norm_a.item(), rel=1e-6)
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-7)
+        clipped += norm_a.item() > 4.0
+    assert 0 < clipped < 30  # both regimes were exercised
+    torch.testing.assert_close(b.flat, a.flat, rtol=1e-5, atol=1e-7)
+    assert a.step() is None  # no clipping asked: no norm
+
+
 def test_parameters_and_gradients_are_views_of_the_flat_vectors():
     net = _net(1)
     before = [p.detach().clone() for p in net.parameters()]

@@ -91,8 +91,7 @@ class PPO(OnPolicyAlgorithm):
                         logits, values, targets
                     )
                     self.policy.backward(cache, grad_logits, grad_values)
-                    self.optimizer.clip_grad_norm_(hp.max_grad_norm)
-                    self.optimizer.step()
+                    self.optimizer.step(max_grad_norm=hp.max_grad_norm)
                     ratios.append(ratio)
                     if hp.target_kl is not None and approx_kl(ratio, logratio) > hp.target_kl:
                         break
