@@ -134,3 +134,35 @@ def test_tensorboard_resume_purges_later_steps(tmp_path):
     again.log(3, {"losses/a": 30.0})
     again.close()
     assert _tensorboard_scalars(tmp_path)["losses/a"] == [(1, 1.0), (2, 2.0), (3, 30.0)]
+
+
+def test_tensorboard_text_and_hparams_read_back(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = MetricLogger(tmp_path, jsonl=False)
+    logger.text("config", "algo: ppo")
+    logger.log(5, {"losses/a": 1.0})
+    logger.hparams({"algo.lr": 0.001, "algo.name": "ppo"}, {"hparams/objective": 475.0})
+    logger.close()
+    acc = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0, "scalars": 0})
+    acc.Reload()
+    assert "config/text_summary" in acc.Tags()["tensors"]
+    text = acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert text == "algo: ppo"
+    assert [(e.step, e.value) for e in acc.Scalars("hparams/objective")] == [(0, 475.0)]
+    hparams = acc.PluginTagToContent("hparams")  # experiment, session start and end
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+
+
+def test_tensorboard_events_are_written_in_the_callers_thread(tmp_path):
+    """No background writer: what is logged is in the file once flushed, and the writer flushes
+    on its own every flush_secs (here: at once)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    from runner_core.metrics import EventFile
+
+    events = EventFile(tmp_path, flush_secs=0.0)
+    size = events.path.stat().st_size
+    events.add_summary(Summary(value=[Summary.Value(tag="x", simple_value=1.0)]), step=1)
+    assert events.path.stat().st_size > size
+    events.close()
