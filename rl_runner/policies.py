@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from runner_core.networks import MLP, NumpyMLP, build_network
+from runner_core.networks import NumpyMLP, build_network, linear_layers
 
 
 class CategoricalActorCritic(nn.Module):
@@ -102,10 +102,7 @@ class CategoricalActorCritic(nn.Module):
     def autograd_needed(self) -> bool:
         """Whether `backward` goes through autograd (a network without a hand-written backward,
         see `MLP.forward_train`): then `forward_train` must run with gradients enabled."""
-        return any(
-            not isinstance(net, MLP) or net.linear_layers() is None
-            for net in (self.actor, self.critic)
-        )
+        return any(linear_layers(net) is None for net in (self.actor, self.critic))
 
     def forward_train(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """(logits, V(s), cache) for a hand-computed backward: see `MLP.forward_train`."""

@@ -133,6 +133,11 @@ class MLP(nn.Sequential):
                 g = g @ weight
 
 
+def linear_layers(net: nn.Module) -> list[_Layer] | None:
+    """`MLP.linear_layers` of any module: None unless it is an MLP with a hand-written backward."""
+    return net.linear_layers() if isinstance(net, MLP) else None
+
+
 def _np_sigmoid(y: np.ndarray) -> None:
     np.negative(y, out=y)
     np.exp(y, out=y)
@@ -164,7 +169,7 @@ class NumpyMLP:
 
     @staticmethod
     def _plain_layers(net: nn.Module) -> list[_Layer] | None:
-        layers = net.linear_layers() if isinstance(net, MLP) else None
+        layers = linear_layers(net)
         if layers is None or any(w.device.type != "cpu" or w.dtype != torch.float32
                                  for w, _, _ in layers):  # fmt: skip
             return None

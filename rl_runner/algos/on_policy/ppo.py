@@ -217,14 +217,13 @@ class LossTargets(NamedTuple):
 
     index: torch.Tensor  # (B, 1) actions, to pick log pi(a|s)
     onehot: torch.Tensor  # (B, K) one-hot actions
-    old_logprobs: torch.Tensor
     adv_slope: torch.Tensor  # -A / B: dL/dr where the surrogate is not clipped
     sign: torch.Tensor  # sign(A)
     bound: torch.Tensor  # sign(A) + eps: the surrogate is not clipped where sign(A) r <= bound
     scaled_returns: torch.Tensor  # -c_v 2 R / B
     value_scale: float  # c_v 2 / B
     entropy_scale: float  # c_e / B
-    batch: Batch  # for the clipped value loss
+    batch: Batch  # old log-probs, and the clipped value loss's inputs
     clip: float
     clip_vloss: bool
 
@@ -243,7 +242,6 @@ def loss_targets(
     return LossTargets(
         index=batch.actions.unsqueeze(1),
         onehot=F.one_hot(batch.actions, n_actions).to(batch.advantages.dtype),
-        old_logprobs=batch.old_logprobs,
         adv_slope=batch.advantages * (-1.0 / size),
         sign=sign,
         bound=sign + clip,
@@ -277,7 +275,7 @@ def ppo_loss_grads(
             return ppo_loss_grads(logits, values, t)
     log_probs = torch.log_softmax(logits, dim=-1)
     probs = log_probs.exp()
-    logratio = log_probs.gather(1, t.index).squeeze(1).sub_(t.old_logprobs)
+    logratio = log_probs.gather(1, t.index).squeeze(1).sub_(t.batch.old_logprobs)
     ratio = logratio.exp()
 
     unclipped = torch.mul(t.sign, ratio) <= t.bound
