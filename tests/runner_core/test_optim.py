@@ -62,10 +62,12 @@ def test_clipping_inside_the_step_matches_clipping_before_it(fused):
         a.step()
         norm_b = b.step(max_grad_norm=4.0)
         assert norm_b is not None and norm_b.item() == pytest.approx(norm_a.item(), rel=1e-6)
-        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-7)
+        # the two paths round differently, and over 30 steps the trajectories drift by a few
+        # float32 ulps (how much depends on the CPU's vector width): a wrong clip is off by %
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-6)
         clipped += norm_a.item() > 4.0
     assert 0 < clipped < 30  # both regimes were exercised
-    torch.testing.assert_close(b.flat, a.flat, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(b.flat, a.flat, rtol=1e-5, atol=1e-6)
     assert a.step() is None  # no clipping asked: no norm
 
 
