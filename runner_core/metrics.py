@@ -6,71 +6,16 @@ Algorithms return dicts of floats; only this module writes them anywhere. Tag na
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
+from runner_core.events import EventFile, hparams_summaries, scalars_summary, text_summary
+
 METRICS_FILE = "metrics.jsonl"
 WALL_CLOCK_KEYS = ("wall_time", "charts/sps")  # differ between otherwise identical runs
-
-
-class EventFile:
-    """A TensorBoard event file (the records torch's `SummaryWriter` writes), written in the
-    calling thread.
-
-    `SummaryWriter` hands each event to a background thread, which computes the record's CRC32C
-    checksums in pure Python while it holds the GIL, so the training loop keeps waiting for the
-    GIL behind it: measured here, PPO CartPole runs with one event per update took ~10% longer
-    with `SummaryWriter` (7 of 8 paired runs slower) than with this writer, whose cost is small
-    and shows in the runner's own overhead accounting. The file is
-    flushed every `flush_secs` (so a TensorBoard watching the run sees it progress), whenever
-    the run asks (checkpoints) and when closed."""
-
-    _ids = itertools.count()  # distinguishes files opened in the same second by one process
-
-    def __init__(self, logdir: Path, purge_step: int | None = None, flush_secs: float = 10.0):
-        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-        from tensorboard.summary.writer.record_writer import RecordWriter
-
-        name = (
-            f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
-            f"{os.getpid()}.{next(self._ids)}"
-        )
-        self.path = logdir / name
-        self._file = self.path.open("wb")
-        self._records = RecordWriter(self._file)
-        self._event = Event
-        self._flush_secs = flush_secs
-        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
-        if purge_step is not None:
-            # a resumed run: TensorBoard hides what earlier files logged at steps >= purge_step
-            self._write(Event(step=purge_step, file_version="brain.Event:2"))
-            start = SessionLog(status=SessionLog.START)
-            self._write(Event(step=purge_step, wall_time=time.time(), session_log=start))
-        self.flush()
-
-    def add_summary(self, summary: Any, step: int | None = None) -> None:
-        event = self._event(summary=summary, wall_time=time.time())
-        if step is not None:
-            event.step = int(step)
-        self._write(event)
-        if event.wall_time - self._last_flush >= self._flush_secs:
-            self.flush()
-
-    def _write(self, event: Any) -> None:
-        self._records.write(event.SerializeToString())
-
-    def flush(self) -> None:
-        self._file.flush()
-        self._last_flush = time.time()
-
-    def close(self) -> None:
-        self._file.close()
 
 
 class MetricLogger:
@@ -90,10 +35,7 @@ class MetricLogger:
         self._start = time.time()
         self._events: EventFile | None = None
         if tensorboard:
-            from tensorboard.compat.proto.summary_pb2 import Summary
-
             self._events = EventFile(run_dir, purge_step=resume_step)
-            self._summary_proto = Summary
         self._jsonl = None
         if jsonl:
             path = run_dir / METRICS_FILE
@@ -109,10 +51,7 @@ class MetricLogger:
         clean = {k: float(v) for k, v in metrics.items()}
         self.last.update(clean)
         if self._events is not None:
-            # one event holding all of this step's scalars (TensorBoard reads each as its tag's)
-            proto = self._summary_proto
-            summary = proto(value=[proto.Value(tag=k, simple_value=v) for k, v in clean.items()])
-            self._events.add_summary(summary, step)
+            self._events.add_summary(scalars_summary(clean), step)  # one event per step
         if self._jsonl is not None:
             record: dict[str, Any] = {
                 "step": step,
@@ -123,8 +62,6 @@ class MetricLogger:
 
     def text(self, tag: str, text: str) -> None:
         if self._events is not None:
-            from torch.utils.tensorboard.summary import text as text_summary
-
             self._events.add_summary(text_summary(tag, text))
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
@@ -132,13 +69,10 @@ class MetricLogger:
         own directory, so the run and its hyper-parameters are one row there)."""
         if self._events is None:
             return
-        from torch.utils.tensorboard.summary import hparams as hparams_summaries
-
         for summary in hparams_summaries(hparams, metrics):
             self._events.add_summary(summary)
-        proto = self._summary_proto
         for tag, value in metrics.items():
-            self._events.add_summary(proto(value=[proto.Value(tag=tag, simple_value=value)]))
+            self._events.add_summary(scalars_summary({tag: value}))
 
     def offset(self) -> int:
         """Bytes of metrics.jsonl written so far (stored in checkpoints)."""

@@ -157,12 +157,49 @@ def test_tensorboard_text_and_hparams_read_back(tmp_path):
 def test_tensorboard_events_are_written_in_the_callers_thread(tmp_path):
     """No background writer: what is logged is in the file once flushed, and the writer flushes
     on its own every flush_secs (here: at once)."""
-    from tensorboard.compat.proto.summary_pb2 import Summary
-
-    from runner_core.metrics import EventFile
+    from runner_core.events import EventFile, scalars_summary
 
     events = EventFile(tmp_path, flush_secs=0.0)
     size = events.path.stat().st_size
-    events.add_summary(Summary(value=[Summary.Value(tag="x", simple_value=1.0)]), step=1)
+    events.add_summary(scalars_summary({"x": 1.0}), step=1)
     assert events.path.stat().st_size > size
     events.close()
+
+
+def test_crc32c_and_tfrecord_framing():
+    """The checksums TensorBoard verifies: CRC-32C's check value, TensorBoard's own masked CRC
+    on assorted data, and a record that TensorBoard's reader takes back."""
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference
+
+    from runner_core.events import crc32c, masked_crc32c, tfrecord
+
+    assert crc32c(b"123456789") == 0xE3069283
+    rng = np.random.default_rng(0)
+    for size in (0, 1, 8, 31, 400, 4096):
+        data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        assert masked_crc32c(data) == reference(data)
+    record = tfrecord(b"payload")
+    assert len(record) == 8 + 4 + len(b"payload") + 4
+    assert record[12:-4] == b"payload"
+
+
+def test_tensorboard_reads_the_hparams_values(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    logger = MetricLogger(tmp_path, jsonl=False)
+    values = {"algo.lr": 0.001, "algo.name": "ppo", "algo.anneal_lr": True, "seed": 3}
+    logger.hparams(values, {"hparams/objective": 1.0})
+    logger.close()
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    assert start.hparams["algo.lr"].number_value == 0.001
+    assert start.hparams["algo.name"].string_value == "ppo"
+    assert start.hparams["algo.anneal_lr"].bool_value is True
+    assert start.hparams["seed"].number_value == 3
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        acc.PluginTagToContent("hparams")["_hparams_/experiment"]
+    ).experiment
+    assert [m.name.tag for m in experiment.metric_infos] == ["hparams/objective"]
