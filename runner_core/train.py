@@ -8,6 +8,7 @@ sweepers can optimise it.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -59,6 +60,7 @@ def train(cfg: DictConfig, run_dir: Path, resume: dict[str, Any] | None = None) 
         else:
             run.console.info(f"Resuming {run_dir} at step {run.step:,}")
         run.install_signal_handlers()
+        startup_done()
         results = session.fit(run)
         summary = {
             "objective": results[session.objective_name],
@@ -85,6 +87,16 @@ def train(cfg: DictConfig, run_dir: Path, resume: dict[str, Any] | None = None) 
         return float(summary["objective"])
     finally:
         run.close()
+
+
+def startup_done() -> None:
+    """Called just before training: if the entrypoint turned the garbage collector off for
+    start-up, freeze what start-up created (torch, gymnasium, Hydra: ~10^6 objects that never
+    die) into the collector's permanent generation, out of its passes, and turn it back on, so
+    that cycles made while training are collected as usual."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def _hparams(cfg: DictConfig) -> dict[str, Any]:
