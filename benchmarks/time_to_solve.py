@@ -98,9 +98,36 @@ def side_figure(attempts: list[Attempt]) -> tuple[float, str]:
     return time_s, text + ")"
 
 
+def by_solve_step(attempts: list[Attempt]) -> list[str]:
+    """Median time of each side per evaluation at which it solved (10k, 20k, ...): the speed
+    comparison without the luck of which evaluation each seed happens to solve at."""
+    groups: dict[tuple[str, int], list[float]] = {}
+    for a in attempts:
+        if a.solved_at is not None:
+            key = (a.side, round(a.solved_at / EVAL_EVERY) * EVAL_EVERY)
+            groups.setdefault(key, []).append(a.seconds)
+    rows = []
+    for step in sorted({step for _side, step in groups}):
+        ours, peer = groups.get((OURS, step)), groups.get((SB3, step))
+
+        def cell(times: list[float] | None) -> str:
+            return "—" if not times else f"{common.median(times):.2f} s ({len(times)})"
+
+        both = ours and peer
+        ratio = f"{common.median(peer) / common.median(ours):.2f}x" if both else "—"
+        rows.append((f"{step:,}", cell(ours), cell(peer), ratio))
+    if not rows:
+        return ["No run solved."]
+    return common.table(
+        ("Solved at (evaluation)", "Ours: median (runs)", "SB3: median (runs)", "SB3 / ours"),
+        rows,
+        "rrrr",
+    )
+
+
 def run(opts: common.Options, ctx: common.Context) -> common.Result:
     common.require_sb3()
-    repeats = opts.reps(5)  # the step at which a seed solves varies (10k-40k): more seeds
+    repeats = opts.reps(7)  # the step at which a seed solves varies (10k-60k): more seeds
     budget = 2 * EVAL_EVERY if opts.quick else rl_zoo.TOTAL_STEPS
     sides = {OURS: run_ours, SB3: run_sb3}
     print(f"[{NAME}] {repeats} repeat(s), budget {budget:,} steps, eval every {EVAL_EVERY:,}")
@@ -150,6 +177,10 @@ def run(opts: common.Options, ctx: common.Context) -> common.Result:
             ),
             "rrlrrrr",
         ),
+        "",
+        "By the evaluation at which each run solved (ours at the first update boundary past it):",
+        "",
+        *by_solve_step(attempts),
         "",
         "How it is measured:",
         "",
