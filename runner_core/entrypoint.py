@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 import hydra
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from runner_core.errors import ConfigError, Interrupted, RunnerError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 RESUME_OVERRIDABLE = ("logger.",)  # keys that do not change results
+TASK_NOTE = "(raised while running the task)"  # marks a bug's exception, as opposed to bad input
 
 
 def _task(cfg: DictConfig) -> float:
@@ -36,6 +40,9 @@ def _task(cfg: DictConfig) -> float:
     except RunnerError as err:
         fail(err)
         raise AssertionError("unreachable") from None
+    except Exception as exc:  # a bug, not bad input: keep its traceback (see `_main`)
+        exc.add_note(TASK_NOTE)
+        raise
 
 
 def fail(err: RunnerError) -> None:
@@ -122,7 +129,6 @@ def main(config_name: str = "train") -> None:
 def exit_now(status: object) -> NoReturn:
     """End the process like `sys.exit(status)` would, without the interpreter's teardown."""
     import logging
-    import os
 
     if status is None:
         code = 0
@@ -145,8 +151,7 @@ def _main(config_name: str) -> None:
         try:
             print(help_text(config_name, overrides), end="")
         except Exception as exc:  # a bad override: Hydra's message, without its traceback
-            message = str(exc).split("\nConfig search path", 1)[0].strip()
-            print(f"Error: {message}", file=sys.stderr)
+            print(f"Error: {one_paragraph(exc)}", file=sys.stderr)
             sys.exit(2)
         return
     resume = [a for a in args if a.startswith("resume=") and a.split("=", 1)[1] not in ("", "null")]
@@ -156,7 +161,37 @@ def _main(config_name: str) -> None:
         except RunnerError as err:
             fail(err)
         return
-    hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(_task)()
+    # Hydra prints a bad override's error as several paragraphs (the options, its config
+    # search path, a hint about HYDRA_FULL_ERROR); told to raise instead, its errors from
+    # composing the config are printed here as one paragraph, like the runner's own.
+    show_full_errors = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(_task)()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if show_full_errors or TASK_NOTE in getattr(exc, "__notes__", ()):
+            raise
+        print(f"Error: {one_paragraph(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def one_paragraph(exc: BaseException) -> str:
+    """Hydra's (and OmegaConf's) message of a config error as one paragraph: without the config
+    search path or OmegaConf's object_type line, the listed options comma-separated."""
+    parts = [str(exc)]
+    if isinstance(exc.__cause__, OmegaConfBaseException) and str(exc.__cause__) not in parts[0]:
+        parts.append(str(exc.__cause__))
+    sentences = []
+    for part in parts:
+        part = part.split("\nConfig search path", 1)[0]
+        head, _, options = part.partition("\n\nAvailable options in ")
+        lines = [ln.strip() for ln in head.splitlines()]
+        lines = [ln for ln in lines if ln and not ln.startswith("object_type=")]
+        if options:
+            group, _, names = options.partition(":")
+            lines.append(f"Available options in {group}: {', '.join(names.split())}")
+        sentences += [ln if ln.endswith((".", ":")) else ln + "." for ln in lines]
+    return " ".join(sentences)
 
 
 if __name__ == "__main__":

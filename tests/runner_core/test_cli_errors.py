@@ -30,9 +30,9 @@ class Case:
 def _cases(base: Path) -> dict[str, Case]:
     cuda = "CUDA is available here" if torch.cuda.is_available() else None
     return {
-        "unknown-algo": Case(("algo=foo",), ("algo", "foo")),
+        "unknown-algo": Case(("algo=foo",), ("'algo/foo'", "options in 'algo': dqn, ppo")),
         "unknown-env": Case(("env=foo",), ("env", "foo")),
-        "misspelled-key": Case(("algo.lrr=1",), ("algo.lrr",)),
+        "misspelled-key": Case(("algo.lrr=1",), ("'algo.lrr'", "+algo.lrr=1")),
         "lr-zero": Case(("algo.lr=0",), ("'algo.lr'", "value 0,", "a number > 0")),
         "lr-negative": Case(("algo.lr=-1",), ("'algo.lr'", "value -1,", "a number > 0")),
         "gamma": Case(("algo.gamma=1.5",), ("'algo.gamma'", "1.5", "[0.0, 1.0]")),
@@ -105,7 +105,8 @@ def test_bad_input(outcomes, name):
 
 def test_config_errors_exit_2_with_one_line(outcomes):
     _, cases = outcomes
-    for name in ("lr-zero", "gamma", "dqn-continuous", "resume-missing"):
+    for name in ("lr-zero", "gamma", "dqn-continuous", "resume-missing", "unknown-algo",
+                 "misspelled-key"):  # fmt: skip
         result = cases[name].result
         assert result.rc == 2, name
         assert result.stderr.startswith("Error: "), name
