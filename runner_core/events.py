@@ -5,8 +5,8 @@ Why not `torch.utils.tensorboard.SummaryWriter`: its background thread computes 
 CRC32C in pure Python while it holds the GIL, so the training loop keeps waiting for the GIL
 behind it (PPO CartPole runs with one event per update took ~10% longer with it here, 7 of 8
 paired runs). Why not TensorBoard's own `RecordWriter` or torch's summary helpers: importing them
-pulls in `tensorboard.summary` with every plugin, ~0.1 s of each run's start; the messages
-alone (`event_pb2`, the text and HParams plugins' `*_pb2`) import in ~0.02 s.
+pulls in `tensorboard.summary` with every plugin, ~0.04 s more of each run's start than the
+messages alone (`event_pb2`, the text and HParams plugins' `*_pb2`).
 
 File format (what TensorBoard reads): the file name `events.out.tfevents.<time>.<host>.<pid>.<n>`,
 then one TFRecord per `Event` message: uint64 length, uint32 masked CRC32C of the length bytes,

@@ -106,7 +106,7 @@ class MLP(nn.Sequential):
         for weight, bias, act in layers:
             y = F.linear(acts[-1], weight, bias)
             if act is nn.Tanh and y.is_cpu:
-                np.tanh(y.numpy(), out=y.numpy())  # see _NUMPY_ACTIVATIONS
+                _NUMPY_ACTIVATIONS[nn.Tanh](y.numpy())  # in place; see the table's comment
             elif act is not None:
                 y = _ACTIVATION_FUNCTIONS[act](y)
             acts.append(y)

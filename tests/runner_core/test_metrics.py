@@ -168,7 +168,7 @@ def test_tensorboard_events_are_written_in_the_callers_thread(tmp_path):
 
 def test_crc32c_and_tfrecord_framing():
     """The checksums TensorBoard verifies: CRC-32C's check value, TensorBoard's own masked CRC
-    on assorted data, and a record that TensorBoard's reader takes back."""
+    on assorted data, and a record's layout (length, its CRC, the data, the data's CRC)."""
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as reference
 
     from runner_core.events import crc32c, masked_crc32c, tfrecord
