@@ -166,6 +166,7 @@ def _main(config_name: str) -> None:
     # composing the config are printed here as one paragraph, like the runner's own.
     show_full_errors = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    skip_mode_probe(args)
     try:
         hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(_task)()
     except (HydraException, OmegaConfBaseException) as exc:
@@ -173,6 +174,48 @@ def _main(config_name: str) -> None:
             raise
         print(f"Error: {one_paragraph(exc)}", file=sys.stderr)
         sys.exit(2)
+
+
+# overrides of these hydra.* keys cannot set hydra.mode (see `skip_mode_probe`)
+MODE_NEUTRAL_HYDRA_KEYS = ("hydra.run.", "hydra.sweep.", "hydra.job.", "hydra.verbose=")
+# command-line options that bring configs from outside conf/, which might set hydra.mode
+FOREIGN_CONFIG_OPTIONS = ("-cd", "--config-dir", "-cp", "--config-path", "-cn", "--config-name",
+                          "--experimental-rerun")  # fmt: skip
+
+
+def mode_is_unset(overrides: list[str], argv: list[str]) -> bool:
+    """Whether composing the config cannot set `hydra.mode`: no file in conf/ sets it (a test
+    checks every one), no override touches it, and nothing brings configs from elsewhere (an
+    appended or deleted group, another config directory or primary config)."""
+    if any(a.split("=", 1)[0] in FOREIGN_CONFIG_OPTIONS for a in argv):
+        return False
+    for override in overrides:
+        if override.startswith(("+", "~")):
+            return False
+        if override.startswith("hydra") and not override.startswith(MODE_NEUTRAL_HYDRA_KEYS):
+            return False
+    return True
+
+
+def skip_mode_probe(argv: list[str]) -> None:
+    """Hydra composes the whole config twice per run: first (`Hydra.get_mode`) only to read
+    `hydra.mode` (a config may ask for RUN or MULTIRUN), then for the job. That first composition
+    cost 0.09 s of every run here. Where `mode_is_unset`, its answer is known without composing:
+    None, so Hydra goes by --multirun as usual; anything else still composes. Without that
+    method (another Hydra version), nothing changes."""
+    from hydra._internal.hydra import Hydra
+
+    probe = getattr(Hydra, "get_mode", None)
+    if probe is None or getattr(probe, "skips_when_unset", False):
+        return
+
+    def get_mode(self: Hydra, config_name: str | None, overrides: list[str]) -> object:
+        if mode_is_unset(overrides, argv):
+            return None
+        return probe(self, config_name, overrides)
+
+    get_mode.skips_when_unset = True  # type: ignore[attr-defined]
+    Hydra.get_mode = get_mode  # type: ignore[method-assign]
 
 
 def one_paragraph(exc: BaseException) -> str:

@@ -128,6 +128,14 @@ def test_multirun_makes_one_sweep_dir_with_a_job_each(tmp_path):
     assert not list((tmp_path / "outputs").glob("[0-9]*"))  # no single-run dirs
 
 
+def test_hydra_mode_override_still_makes_a_multirun(tmp_path):
+    # the entrypoint skips Hydra's mode probe only where nothing can set the mode
+    result = run_cli("rl_runner", "hydra.mode=MULTIRUN", "seed=0,1", *TINY_PPO, cwd=tmp_path)
+    assert result.rc == 0, result.stderr
+    (sweep,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    assert sorted(read_summary(p)["seed"] for p in sweep.iterdir() if p.is_dir()) == [0, 1]
+
+
 def test_repo_conf_is_found_from_anywhere(tmp_path):
     assert (REPO / "conf" / "train.yaml").is_file()
     result = run_cli("dl_runner", "--cfg", "job", cwd=tmp_path)

@@ -10,7 +10,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from runner_core.entrypoint import CONF_DIR
+from runner_core.entrypoint import CONF_DIR, mode_is_unset
 from tests.conftest import compose_cfg, options
 
 PRIMARY = ("train", "dl")
@@ -64,6 +64,36 @@ def test_hydra_group_composes():
     assert cfg.hydra.job.chdir is False
     assert "${name}" in OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"]
     assert cfg.hydra.help.app_name == "rl_runner"
+
+
+def test_no_config_sets_hydra_mode():
+    """What lets the entrypoint answer Hydra's mode probe without composing (`mode_is_unset`)."""
+    for path in sorted(CONF_DIR.rglob("*.yaml")):
+        tree = _yaml(path)
+        hydra_node = tree if path.parent.name == "hydra" else tree.get("hydra") or {}
+        assert "mode" not in hydra_node, f"{path} sets hydra.mode"
+    for config_name in PRIMARY:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            assert compose(config_name, return_hydra_config=True).hydra.mode is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "argv_extra", "unset"),
+    [
+        (["algo=dqn", "seed=3", "hydra.run.dir=/tmp/x", "hydra.job.chdir=true"], [], True),
+        (["hydra.sweep.dir=/tmp/s", "hydra.verbose=true"], ["--multirun"], True),
+        (["hydra.mode=MULTIRUN"], [], False),
+        (["hydra/launcher=basic"], [], False),
+        (["hydra.searchpath=[pkg://x]"], [], False),
+        (["+experiment=big"], [], False),
+        (["++algo.lr=1"], [], False),
+        (["~algo.lr"], [], False),
+        (["algo=ppo"], ["--config-dir=/elsewhere"], False),
+        (["algo=ppo"], ["-cn", "other"], False),
+    ],
+)
+def test_mode_probe_is_skipped_only_when_nothing_can_set_the_mode(overrides, argv_extra, unset):
+    assert mode_is_unset(overrides, [*argv_extra, *overrides]) is unset
 
 
 def test_primary_defaults():
