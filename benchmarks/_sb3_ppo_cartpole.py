@@ -13,9 +13,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import rl_zoo
 from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
+
+
+class StopAndStamp(StopTrainingOnRewardThreshold):
+    """SB3's stop-at-threshold callback that also notes when it stopped training (Unix time):
+    EvalCallback calls it right after an evaluation with a new best mean."""
+
+    solved_time: float | None = None
+
+    def _on_step(self) -> bool:
+        go_on = super()._on_step()
+        if not go_on and self.solved_time is None:
+            self.solved_time = time.time()
+        return go_on
 
 
 def main() -> None:
@@ -27,7 +41,7 @@ def main() -> None:
 
     model, _envs = rl_zoo.make_sb3_ppo(args.seed)
     eval_env = rl_zoo.make_sb3_eval_env(args.seed)
-    stop = StopTrainingOnRewardThreshold(reward_threshold=rl_zoo.SOLVED_RETURN, verbose=0)
+    stop = StopAndStamp(reward_threshold=rl_zoo.SOLVED_RETURN, verbose=0)
     evaluation = EvalCallback(
         eval_env,
         callback_on_new_best=stop,
@@ -40,6 +54,7 @@ def main() -> None:
     solved = evaluation.best_mean_reward >= rl_zoo.SOLVED_RETURN
     result = {
         "solved_at_step": int(model.num_timesteps) if solved else None,
+        "solved_at_time": stop.solved_time if solved else None,
         "steps": int(model.num_timesteps),
         "last_mean_return": float(evaluation.last_mean_reward),
         "best_mean_return": float(evaluation.best_mean_reward),

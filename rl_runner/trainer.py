@@ -54,6 +54,7 @@ class RLTrainer:
         self.last_eval: dict[str, float] = {}
         self.episodes = 0
         self.solved_at: int | None = None  # step of the evaluation that reached eval.stop_at_return
+        self.solved_time: float | None = None  # and when it finished (Unix time)
         self._env_rng: list[dict[str, Any]] | None = None
         self.stepper: EnvStepper | None = None
         # wall time of the runner's own work during training (logging, console, periodic
@@ -75,6 +76,7 @@ class RLTrainer:
             "best_eval": float(self.best_eval),
             "last_eval": dict(self.last_eval),  # a resumed finished run does not evaluate again
             "solved_at": self.solved_at,
+            "solved_time": self.solved_time,
             "episodes": self.stepper.episodes if self.stepper else self.episodes,
             "env_rng": env_rng_states(self.envs),
         }
@@ -85,6 +87,7 @@ class RLTrainer:
         self.last_eval = {k: float(v) for k, v in state.get("last_eval", {}).items()}
         self.episodes = int(state["episodes"])
         self.solved_at = state.get("solved_at")
+        self.solved_time = state.get("solved_time")
         self._env_rng = state.get("env_rng")
 
     def fit(self, run: Run) -> dict[str, float]:
@@ -114,7 +117,11 @@ class RLTrainer:
             "eval/mean_return": final["eval/mean_return"],
             "eval/std_return": final["eval/std_return"],
             "eval/best_mean_return": float(self.best_eval),
-            **({"solved_at_step": self.solved_at} if self.solved_at is not None else {}),
+            **(
+                {"solved_at_step": self.solved_at, "solved_at_time": self.solved_time}
+                if self.solved_at is not None
+                else {}
+            ),
         }
 
     # what algorithms call ---------------------------------------------------------------------
@@ -188,7 +195,7 @@ class RLTrainer:
         self.last_eval = {**result, "step": step}
         target = cfg.eval.stop_at_return
         if target is not None and self.solved_at is None and result["eval/mean_return"] >= target:
-            self.solved_at = step
+            self.solved_at, self.solved_time = step, time.time()
         if result["eval/mean_return"] > self.best_eval:
             self.best_eval = result["eval/mean_return"]
             if cfg.checkpoint.save_best:

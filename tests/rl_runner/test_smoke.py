@@ -122,6 +122,9 @@ def test_stop_at_return_ends_the_run_at_the_first_good_evaluation(tmp_path, algo
     assert tags["eval/mean_return"] == [summary["global_step"]]  # evaluated once, not again
     assert 128 <= summary["global_step"] < 1000
     assert summary["solved_at_step"] == summary["global_step"]
+    # when that evaluation finished (Unix time): within the run, before summary.json was written
+    written = (tmp_path / "run" / "summary.json").stat().st_mtime
+    assert written - summary["wall_time_s"] - 1 < summary["solved_at_time"] <= written
 
 
 def test_stop_at_return_not_reached_runs_the_whole_budget(tmp_path):
