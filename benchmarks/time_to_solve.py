@@ -239,8 +239,8 @@ def run(opts: common.Options, ctx: common.Context) -> common.Result:
         f"- Ours: `python -m rl_runner algo=ppo env=cartpole seed=S eval.every_steps={EVAL_EVERY}"
         " eval.stop_at_return=475 logger.console=off hydra.run.dir=<tmp dir>` (RL Zoo's preset "
         "via `conf/tuned/rl/ppo_cartpole.yaml`, default `device.threads=1`); it ends at the "
-        "first evaluation whose mean reaches 475; summary.json gives `solved_at_step`. Its "
-        "evaluation plays the 20 episodes on 20 vectorized envs.",
+        "first evaluation whose mean reaches 475; summary.json gives `solved_at_step` and "
+        "`solved_at_time`. Its evaluation plays the 20 episodes on 20 vectorized envs.",
         "- SB3: `benchmarks/_sb3_ppo_cartpole.py` builds the same RL Zoo PPO (8 envs in a "
         "`DummyVecEnv`) with `EvalCallback(eval_env, eval_freq="
         f"{EVAL_EVERY}//8, n_eval_episodes=20, deterministic=True, callback_on_new_best="
