@@ -166,7 +166,7 @@ def _main(config_name: str) -> None:
     # composing the config are printed here as one paragraph, like the runner's own.
     show_full_errors = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    skip_mode_probe(args)
+    skip_mode_probe()
     try:
         hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(_task)()
     except (HydraException, OmegaConfBaseException) as exc:
@@ -197,7 +197,7 @@ def mode_is_unset(overrides: list[str], argv: list[str]) -> bool:
     return True
 
 
-def skip_mode_probe(argv: list[str]) -> None:
+def skip_mode_probe() -> None:
     """Hydra composes the whole config twice per run: first (`Hydra.get_mode`) only to read
     `hydra.mode` (a config may ask for RUN or MULTIRUN), then for the job. That first composition
     cost 0.09 s of every run here. Where `mode_is_unset`, its answer is known without composing:
@@ -210,7 +210,7 @@ def skip_mode_probe(argv: list[str]) -> None:
         return
 
     def get_mode(self: Hydra, config_name: str | None, overrides: list[str]) -> object:
-        if mode_is_unset(overrides, argv):
+        if mode_is_unset(overrides, sys.argv[1:]):  # this command's, whichever calls it
             return None
         return probe(self, config_name, overrides)
 
