@@ -15,10 +15,11 @@ import gc
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import hydra
 from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
@@ -174,6 +175,44 @@ def _main(config_name: str) -> None:
             raise
         print(f"Error: {one_paragraph(exc)}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        discard_refused_sweeps()
+
+
+# sweep directories that this process's --multirun creates, each with the missing folders above
+# it, deepest first (see `SweepDirRecorder`)
+NEW_SWEEP_DIRS: list[list[Path]] = []
+
+
+class SweepDirRecorder(Callback):
+    """A Hydra callback (conf/hydra/default.yaml): notes the sweep directory a --multirun is
+    about to create. Hydra's launcher writes the sweep's multirun.yaml there before it composes
+    the first job, so a sweep refused at that job (`algo=foo,ppo`, `algo.lr=0,1e-3`) would leave
+    a directory of a sweep that never ran; `discard_refused_sweeps` removes it."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()  # `now` is cached: the
+        missing = []  # launcher's own dir
+        for folder in (sweep_dir, *sweep_dir.parents):
+            if folder.exists():
+                break
+            missing.append(folder)
+        if missing:
+            NEW_SWEEP_DIRS.append(missing)
+
+
+def discard_refused_sweeps() -> None:
+    """Remove the sweep directories made by this process that hold only Hydra's multirun.yaml
+    (no job got as far as its own directory), and the folders made for them above (date,
+    outputs/multirun) where that leaves them empty. A sweep with any job's output stays whole."""
+    for made in NEW_SWEEP_DIRS:
+        sweep_dir = made[0]
+        if sweep_dir.is_dir() and [p.name for p in sweep_dir.iterdir()] == ["multirun.yaml"]:
+            (sweep_dir / "multirun.yaml").unlink()
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+    NEW_SWEEP_DIRS.clear()
 
 
 # overrides of these hydra.* keys cannot set hydra.mode (see `skip_mode_probe`)

@@ -45,6 +45,8 @@ def _cases(base: Path) -> dict[str, Case]:
         "cuda": Case(("device=cuda",), ("'device'", "cuda", "not available"), skip=cuda),
         "dl-bad-optimizer": Case(("algo.optimizer=rmsprop",), ("'algo.optimizer'", "rmsprop"),
                                  module="dl_runner"),
+        "multirun-unknown-algo": Case(("--multirun", "algo=foo,ppo"), ("'algo/foo'",)),
+        "multirun-lr-zero": Case(("--multirun", "algo.lr=0,1e-3"), ("'algo.lr'", "value 0,")),
         "resume-missing": Case((f"resume={base / 'missing'}",),
                                ("resume=", str(base / "missing"), "no such run directory")),
         "resume-text-file": Case((f"resume={base / 'notes.txt'}",),
