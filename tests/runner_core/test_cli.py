@@ -128,6 +128,17 @@ def test_multirun_makes_one_sweep_dir_with_a_job_each(tmp_path):
     assert not list((tmp_path / "outputs").glob("[0-9]*"))  # no single-run dirs
 
 
+def test_a_sweep_refused_after_its_first_job_keeps_that_job(tmp_path):
+    # (a sweep refused at its first job leaves nothing: test_cli_errors)
+    result = run_cli("rl_runner", "--multirun", "algo.lr=1e-3,0", *TINY_PPO, cwd=tmp_path)
+    assert result.rc == 2
+    assert "'algo.lr'" in result.stderr
+    (sweep,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    (job,) = [p for p in sweep.iterdir() if p.is_dir()]
+    assert_run_dir(job)
+    assert (sweep / "multirun.yaml").is_file()
+
+
 def test_hydra_mode_override_still_makes_a_multirun(tmp_path):
     # the entrypoint skips Hydra's mode probe only where nothing can set the mode
     result = run_cli("rl_runner", "hydra.mode=MULTIRUN", "seed=0,1", *TINY_PPO, cwd=tmp_path)
