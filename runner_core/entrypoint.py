@@ -191,8 +191,9 @@ class SweepDirRecorder(Callback):
     a directory of a sweep that never ran; `discard_refused_sweeps` removes it."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()  # `now` is cached: the
-        missing = []  # launcher's own dir
+        # the launcher's own directory: the `now` resolver is cached per config
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        missing = []
         for folder in (sweep_dir, *sweep_dir.parents):
             if folder.exists():
                 break
