@@ -123,17 +123,18 @@ def rl_zoo_evaluations(log_folder: Path) -> tuple[float, list[int], list[float]]
     while there is none, or while it is being written."""
     import numpy as np
 
-    for path in log_folder.glob("ppo/*/evaluations.npz"):
-        try:
-            mtime = path.stat().st_mtime
-            with np.load(path) as data:
-                steps, results = data["timesteps"], data["results"]
-            if path.stat().st_mtime != mtime:
-                return None  # rewritten while read
-        except (OSError, ValueError, EOFError, KeyError):
-            return None
-        return mtime, [int(s) for s in steps], [float(r) for r in results.mean(axis=1)]
-    return None
+    path = next(log_folder.glob("ppo/*/evaluations.npz"), None)  # one run: one such file
+    if path is None:
+        return None
+    try:
+        mtime = path.stat().st_mtime
+        with np.load(path) as data:
+            steps, results = data["timesteps"], data["results"]
+        if path.stat().st_mtime != mtime:
+            return None  # rewritten while read
+    except (OSError, ValueError, EOFError, KeyError):
+        return None
+    return mtime, [int(s) for s in steps], [float(r) for r in results.mean(axis=1)]
 
 
 def run_rl_zoo(seed: int, budget: int, repeat: int) -> Attempt:

@@ -240,10 +240,11 @@ def evaluate(
         obs, reward, terminated, truncated, _ = envs.step(policy(obs))
         np.add(ep_return, reward, out=ep_return, where=live)
         np.add(ep_len, live, out=ep_len)
-        done = terminated | truncated
-        long = ep_len.max() >= max_episode_steps
-        cut = ~done & (ep_len >= max_episode_steps) if long else None
-        ended = done | cut if long else done
+        done = ended = terminated | truncated
+        cut = None  # episodes cut at the limit, once any gets that long
+        if ep_len.max() >= max_episode_steps:
+            cut = ~done & (ep_len >= max_episode_steps)
+            ended = done | cut
         if ended.any():
             for i in np.flatnonzero(ended):
                 if counts[i] < targets[i]:
@@ -253,7 +254,7 @@ def evaluate(
             ep_return[ended] = 0.0
             ep_len[ended] = 0
         np.logical_not(done, out=live)
-        if long and cut.any():
+        if cut is not None and cut.any():
             if isinstance(envs, gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv):
                 obs, _ = envs.reset(options={"reset_mask": cut})
             else:  # native vector envs reset all sub-envs: their unfinished episodes are dropped
