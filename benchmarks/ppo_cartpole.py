@@ -31,6 +31,7 @@ common.require_sb3()
 import stable_baselines3  # noqa: E402
 import torch  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 from runner_core.train import SUMMARY_FILE, train  # noqa: E402  (imported before any timing)
 
@@ -75,11 +76,13 @@ def sides() -> list[Side]:
 
 @contextlib.contextmanager
 def torch_threads(threads: int) -> Iterator[None]:
-    """Run with `threads` torch threads, then put back the count from before."""
+    """Run with `threads` torch threads, then put back the count from before (and numpy's BLAS
+    threads, which our train() sets to device.threads as well)."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        yield
+        with threadpool_limits(limits=None):  # restores the BLAS threads on exit
+            yield
     finally:
         torch.set_num_threads(before)
 

@@ -104,6 +104,13 @@ class CategoricalActorCritic(nn.Module):
         see `MLP.forward_train`): then `forward_train` must run with gradients enabled."""
         return any(linear_layers(net) is None for net in (self.actor, self.critic))
 
+    def numpy_training(self) -> tuple[NumpyMLP, NumpyMLP] | None:
+        """The actor and critic as numpy networks that compute outputs and write gradients in
+        the parameters' own memory (`NumpyMLP.of(..., train=True)`), or None where that path does
+        not apply (not the CPU, not plain float32 MLPs). Make them after the optimizer is built."""
+        actor, critic = (NumpyMLP.of(net, train=True) for net in (self.actor, self.critic))
+        return None if actor is None or critic is None else (actor, critic)
+
     def forward_train(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """(logits, V(s), cache) for a hand-computed backward: see `MLP.forward_train`."""
         logits, actor_cache = self.actor.forward_train(obs)

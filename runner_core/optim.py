@@ -21,6 +21,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -64,6 +65,11 @@ class FlatAdam:
         # below in one pass instead of seven whole-vector operations, where the device has it
         self.fused = self.flat.device.type in ("cpu", "cuda") and hasattr(torch, "_fused_adam_")
         self._step = torch.zeros((), dtype=torch.float32, device=self.flat.device)
+        # on the CPU the clipping norm comes from numpy on the gradients' memory: one ~1 us call
+        # instead of torch's norm, divide and clamp at 3-5 us each (a third of a PPO step's Adam)
+        self._grad_np = self.grad.numpy() if self.flat.device.type == "cpu" else None
+        self._norm = torch.zeros((), dtype=self.flat.dtype)
+        self._scale = torch.zeros((), dtype=self.flat.dtype)
 
     def zero_grad(self) -> None:
         """Zero all gradients in place (the next backward accumulates into the views)."""
@@ -80,9 +86,16 @@ class FlatAdam:
         """One Adam step on the gradients. With `max_grad_norm`, the gradients are clipped first
         to that global L2 norm, as `clip_grad_norm_` does (and left clipped), but inside the
         fused kernel, which divides them by max(1, norm / max_grad_norm) as it reads them: no
-        separate pass over the gradient vector. Returns the norm before clipping, if clipped."""
+        separate pass over the gradient vector. Returns the norm before clipping, if clipped (on
+        the CPU a 0-d tensor that the next step overwrites)."""
         norm = scale = None
-        if max_grad_norm is not None:
+        if max_grad_norm is not None and self._grad_np is not None:
+            g = self._grad_np
+            value = math.sqrt(float(np.dot(g, g)))
+            norm = self._norm.fill_(value)
+            if value + 1e-6 > max_grad_norm:
+                scale = self._scale.fill_((value + 1e-6) / max_grad_norm)
+        elif max_grad_norm is not None:
             norm = torch.linalg.vector_norm(self.grad)
             scale = torch.clamp_min((norm + 1e-6) / max_grad_norm, 1.0)
         self.steps += 1

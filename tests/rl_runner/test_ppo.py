@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from rl_runner.algos.on_policy.ppo import PPO, Batch, loss_targets, ppo_loss_grads, ppo_losses
+from rl_runner.algos.on_policy.ppo import (
+    PPO,
+    Batch,
+    loss_targets,
+    ppo_loss_grads,
+    ppo_loss_grads_numpy,
+    ppo_losses,
+)
 from rl_runner.buffers import RolloutBuffer
 from rl_runner.envs import EnvStepper, env_info, make_vec_env
 from tests.conftest import compose_cfg
@@ -74,6 +81,44 @@ def test_hand_derived_gradients_match_autograd(clip_vloss, ent_coef, n_actions):
     torch.testing.assert_close(grad_logits, z.grad, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(grad_values, v.grad, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(logratio.exp(), ratio)
+
+
+@pytest.mark.parametrize("clip_vloss", [False, True])
+@pytest.mark.parametrize("ent_coef", [0.0, 0.05])
+@pytest.mark.parametrize("n_actions", [2, 5])
+def test_numpy_loss_gradients_match_the_torch_ones(clip_vloss, ent_coef, n_actions):
+    """The CPU path's `ppo_loss_grads_numpy` gives what `ppo_loss_grads` (checked against
+    autograd above) gives, on both sides of the clip ranges."""
+    gen = torch.Generator().manual_seed(10 + n_actions)
+    size, clip = 64, 0.2
+    logits = torch.randn(size, n_actions, generator=gen) * 2
+    values = torch.randn(size, generator=gen)
+    actions = torch.randint(0, n_actions, (size,), generator=gen)
+    log_pi = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
+    old_logprobs = log_pi - torch.empty(size).uniform_(-0.6, 0.6, generator=gen)
+    old_values = values + torch.empty(size).uniform_(-0.5, 0.5, generator=gen)
+    batch = Batch(torch.zeros(size, 1), actions, old_logprobs, torch.randn(size, generator=gen),
+                  torch.randn(size, generator=gen), old_values)  # fmt: skip
+    targets = loss_targets(batch, n_actions, clip, clip_vloss, ent_coef, vf_coef=0.5)
+    expected = ppo_loss_grads(logits, values, targets)
+    got = ppo_loss_grads_numpy(logits.numpy(), values.numpy(), targets.numpy())
+    for have, want in zip(got, expected, strict=True):
+        assert have.dtype == np.float32
+        np.testing.assert_allclose(have, want.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_numpy_update_matches_the_torch_update():
+    """A whole update on the CPU's numpy path ends where the torch path ends."""
+    numpy_ppo, torch_ppo = make_ppo("algo.num_epochs=3"), make_ppo("algo.num_epochs=3")
+    assert numpy_ppo.numpy_nets is not None
+    torch_ppo.numpy_nets = None
+    stats = []
+    for ppo in (numpy_ppo, torch_ppo):
+        buf, _ = make_buffer(ppo, 16, 4, ratio=1.1, adv=torch.linspace(-2, 2, 64), value_shift=0.3)
+        stats.append(ppo.update(buf, progress=0.0))
+    assert stats[0] == pytest.approx(stats[1], rel=1e-4, abs=1e-6)
+    for a, b in zip(numpy_ppo.policy.parameters(), torch_ppo.policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_networks_without_a_hand_backward_train_through_autograd():

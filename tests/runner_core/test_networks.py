@@ -91,3 +91,32 @@ def test_no_numpy_mirror_where_it_would_differ():
     assert NumpyMLP.of(mlp(4, 2, [8], "tanh").double()) is None
     assert NumpyMLP.side_by_side([mlp(4, 2, [8], "tanh"), mlp(4, 1, [8, 8], "tanh")]) is None
     assert NumpyMLP.side_by_side([mlp(4, 2, [8], "tanh"), mlp(4, 1, [8], "relu")]) is None
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("hidden", [[], [7], [16, 20]])
+def test_numpy_training_matches_the_hand_backward(activation, hidden):
+    """`NumpyMLP.of(net, train=True)`: the same outputs as the torch forward and the same
+    gradients as `MLP.backward`, written into the parameters' own `.grad` memory (20 inputs
+    also take the wide-input weight gradient)."""
+    torch.manual_seed(0)
+    net = mlp(5, 3, hidden, activation, hidden_gain=1.4, out_gain=0.5)
+    x, grad_out = torch.randn(32, 5), torch.randn(32, 3)
+    out, cache = net.forward_train(x)
+    net.backward(cache, grad_out)
+    expected = [p.grad.clone() for p in net.parameters()]
+
+    mirror = NumpyMLP.of(net, train=True)
+    for p in net.parameters():
+        p.grad.fill_(123.0)  # replaced, not accumulated into
+    np_out, acts = mirror.forward_train(x.numpy())
+    np.testing.assert_allclose(np_out, out.numpy(), rtol=1e-5, atol=1e-6)
+    mirror.backward(acts, grad_out.numpy())
+    for p, want in zip(net.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, want, rtol=1e-5, atol=1e-6)
+
+
+def test_no_numpy_training_for_frozen_parameters():
+    net = mlp(4, 2, [8], "tanh")
+    net[0].weight.requires_grad_(False)
+    assert NumpyMLP.of(net) is not None and NumpyMLP.of(net, train=True) is None
