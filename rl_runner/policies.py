@@ -126,5 +126,6 @@ class CategoricalActorCritic(nn.Module):
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """log softmax over the last axis, shifted by the max for stability."""
-    shifted = logits - logits.max(-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    shifted = logits - np.maximum.reduce(logits, axis=-1, keepdims=True)
+    # ufunc reductions: the array methods add a Python-level wrapper of ~1.5 us per call
+    return shifted - np.log(np.add.reduce(np.exp(shifted), axis=-1, keepdims=True))

@@ -76,11 +76,18 @@ class PPO(OnPolicyAlgorithm):
         self.optimizer.lr = lr
 
         # flatten the rollout, keeping only real transitions (not autoreset steps), on the device
-        keep = buf.valid.flatten().nonzero().squeeze(1)
-        rollout = Batch(*(
-            x.flatten(0, 1)[keep].to(self.device)
-            for x in (buf.obs, buf.actions, buf.logprobs, buf.advantages, buf.returns, buf.values)
-        ))  # fmt: skip
+        # (in numpy on the host buffer: a few us per array instead of torch's indexing calls)
+        store = buf.np
+        valid = store.valid.reshape(-1)
+        keep = None if valid.all() else np.flatnonzero(valid)
+
+        def flat(x: np.ndarray) -> torch.Tensor:
+            x = x.reshape(-1, *x.shape[2:])
+            return torch.from_numpy(x if keep is None else x[keep]).to(self.device)
+
+        rollout = Batch(*map(flat, (
+            store.obs, store.actions, store.logprobs, store.advantages, store.returns, store.values
+        )))  # fmt: skip
 
         # the hand-written gradients need no autograd bookkeeping at all; other networks train
         # through autograd (see `MLP.forward_train`)
@@ -98,7 +105,9 @@ class PPO(OnPolicyAlgorithm):
                     continue
                 break  # early stop: the KL limit was passed
 
-        # the last minibatch's losses, before its step
+        # the last minibatch's losses, before its step (numpy arrays on the CPU path: shared)
+        logits, values, ratio, logratio = map(torch.as_tensor, (logits, values, ratio, logratio))
+        all_ratios = torch.cat([torch.as_tensor(r) for r in ratios])
         with torch.no_grad():
             losses = ppo_losses(logits, values, batch, clip, hp.clip_vloss)
         returns, old_values = rollout.returns, rollout.old_values
@@ -115,17 +124,16 @@ class PPO(OnPolicyAlgorithm):
             "value_loss": losses.value.item(),
             "entropy": losses.entropy.item(),
             "approx_kl": approx_kl(ratio, logratio).item(),
-            "clipfrac": ((torch.cat(ratios) - 1.0).abs() > clip).float().mean().item(),
+            "clipfrac": ((all_ratios - 1.0).abs() > clip).float().mean().item(),
             "explained_variance": explained_var.item(),
             "charts/learning_rate": lr,
             "charts/clip_coef": clip,
         }
 
-    def _gradients(
-        self, batch: Batch, targets: LossTargets
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _gradients(self, batch: Batch, targets: LossTargets) -> tuple[Array, Array, Array, Array]:
         """Set the parameters' gradients of a minibatch's loss; returns the logits, values,
-        ratios and log-ratios they came from. On the CPU in numpy (`numpy_nets`, with `targets`
+        ratios and log-ratios they came from (tensors, or numpy arrays on the numpy path). On the
+        CPU in numpy (`numpy_nets`, with `targets`
         made by `LossTargets.numpy`): a gradient step is ~50 small operations on a 64x64 MLP,
         where torch's per-call cost is 3-5 us and numpy's ~1 us."""
         if self.numpy_nets is None:
@@ -141,7 +149,7 @@ class PPO(OnPolicyAlgorithm):
         grad_logits, grad_values, ratio, logratio = ppo_loss_grads_numpy(logits, values, targets)
         actor.backward(actor_acts, grad_logits)
         critic.backward(critic_acts, grad_values[:, None])
-        return tuple(map(torch.from_numpy, (logits, values, ratio, logratio)))
+        return logits, values, ratio, logratio
 
     def _epochs(self, rollout: Batch, clip: float) -> Iterator[Iterable[tuple[Batch, LossTargets]]]:
         """Each epoch's minibatches, with what their loss gradients need (`loss_targets`)."""
@@ -164,6 +172,9 @@ class PPO(OnPolicyAlgorithm):
             map(with_targets, minibatches(rollout, hp.batch_size, hp.norm_adv))
             for _ in range(hp.num_epochs)
         )
+
+
+Array = torch.Tensor | np.ndarray
 
 
 class Batch(NamedTuple):
