@@ -20,6 +20,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,7 +133,7 @@ def rl_zoo_evaluations(log_folder: Path) -> tuple[float, list[int], list[float]]
             steps, results = data["timesteps"], data["results"]
         if path.stat().st_mtime != mtime:
             return None  # rewritten while read
-    except (OSError, ValueError, EOFError, KeyError):
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):  # caught mid-write
         return None
     return mtime, [int(s) for s in steps], [float(r) for r in results.mean(axis=1)]
 

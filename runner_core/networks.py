@@ -209,7 +209,12 @@ class NumpyMLP:
     as the parameters stay in that memory: make a new mirror after moving them or after building
     an optimizer that re-points them); `side_by_side(nets)` copies several networks that share
     their input into one, whose output is theirs concatenated (half the calls for an actor and a
-    critic; make a new one after each update)."""
+    critic; make a new one after each update).
+
+    `of(net, train=True)` also trains: `forward_train` + `backward` are `MLP`'s hand-written
+    path in numpy, writing the gradients into the parameters' `.grad` memory, where an
+    optimizer such as `FlatAdam` takes them. A gradient step of a 64x64 actor and critic is
+    ~50 small operations, so numpy's lower per-call cost pays there too."""
 
     def __init__(
         self,
@@ -300,10 +305,8 @@ class NumpyMLP:
             grad_w, grad_b, derivative = self.grads[i]
             if derivative is not None:
                 g = derivative(g, acts[i + 1])
-            if weight_t.shape[0] < THIN_INPUT:  # as in `MLP.backward`: (x^T g)^T
-                np.matmul(acts[i].T, g, out=grad_w.T)
-            else:
-                np.matmul(g.T, acts[i], out=grad_w)
+            # (numpy's OpenBLAS has no slow case for few inputs, unlike torch's: see THIN_INPUT)
+            np.matmul(g.T, acts[i], out=grad_w)
             np.matmul(ones, g, out=grad_b)  # the batch sum as a product: ~1 us, sum(0) ~7 us
             if i > 0:
                 g = g @ weight_t.T
