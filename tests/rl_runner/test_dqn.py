@@ -16,11 +16,17 @@ from tests.conftest import compose_cfg
 CPU = torch.device("cpu")
 
 
-def make_dqn(*overrides: str) -> DQN:
+def make_dqn(*overrides: str, path: str = "numpy") -> DQN:
+    """On the CPU DQN acts and trains in numpy; path="torch" makes it take the torch path that
+    other devices take."""
     torch.manual_seed(0)
     cfg = compose_cfg(["algo=dqn", "env=cartpole", "network.hidden=[8]", "algo.gamma=0.9",
                        "algo.total_steps=1000", *overrides])  # fmt: skip
-    return DQN(cfg, env_info(cfg.env), CPU, seed=0)
+    dqn = DQN(cfg, env_info(cfg.env), CPU, seed=0)
+    assert dqn.numpy_q is not None
+    if path == "torch":
+        dqn.numpy_q = dqn.numpy_target = None
+    return dqn
 
 
 def make_batch(n: int = 6) -> ReplayBatch:
@@ -64,9 +70,10 @@ def manual_loss(dqn: DQN, batch: ReplayBatch, double: bool) -> tuple[float, floa
     return F.smooth_l1_loss(q, y).item(), q.mean().item()
 
 
+@pytest.mark.parametrize("path", ["numpy", "torch"])
 @pytest.mark.parametrize("double", [False, True])
-def test_td_target_matches_manual(double):
-    dqn = make_dqn(f"algo.double_q={str(double).lower()}")
+def test_td_target_matches_manual(double, path):
+    dqn = make_dqn(f"algo.double_q={str(double).lower()}", path=path)
     mirror_target(dqn)
     batch = make_batch()
     expected_loss, expected_q = manual_loss(dqn, batch, double)
@@ -83,8 +90,9 @@ def test_td_target_matches_manual(double):
         assert torch.equal(a, b)
 
 
-def test_terminal_targets_are_the_rewards():
-    dqn = make_dqn()
+@pytest.mark.parametrize("path", ["numpy", "torch"])
+def test_terminal_targets_are_the_rewards(path):
+    dqn = make_dqn(path=path)
     perturb_target(dqn)
     batch = make_batch()._replace(terminated=torch.ones(6))
     with torch.no_grad():
@@ -150,3 +158,28 @@ def test_state_dict_round_trip():
     for a, b in zip(dqn.q_net.parameters(), other.q_net.parameters(), strict=True):
         assert torch.equal(a, b)
     assert other.rng.random() == dqn.rng.random()
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_numpy_updates_match_the_torch_updates(double):
+    """Gradient steps, target copies and greedy actions: the CPU's numpy path stays with the torch
+    path over many updates, with TD errors on both sides of the Huber loss's kink."""
+    flag = f"algo.double_q={str(double).lower()}"
+    fast, ref = make_dqn(flag, "algo.target_update_interval=3"), make_dqn(flag, path="torch")
+    ref.hp.target_update_interval = 3
+    gen = torch.Generator().manual_seed(5)
+    for step in range(1, 31):
+        batch = make_batch(16)._replace(
+            obs=torch.randn(16, 4, generator=gen) * 2,
+            rewards=torch.randn(16, generator=gen) * 3,  # |error| > 1 for some
+        )
+        stats = [dqn.update(batch) for dqn in (fast, ref)]
+        assert stats[0] == pytest.approx(stats[1], rel=1e-4, abs=1e-6)
+        for dqn in (fast, ref):
+            dqn.on_env_step(step, 1)
+    for a, b in zip(fast.q_net.parameters(), ref.q_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for a, b in zip(fast.target_net.parameters(), ref.target_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    np.testing.assert_array_equal(fast.predict(obs), ref.predict(obs))

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from rl_runner.algos.base import OffPolicyAlgorithm
 from rl_runner.buffers import ReplayBatch, ReplayBuffer
-from runner_core.networks import build_network
+from runner_core.networks import NumpyMLP, build_network
 from runner_core.optim import FlatAdam
 from runner_core.validation import (
     boolean,
@@ -58,6 +58,12 @@ class DQN(OffPolicyAlgorithm):
         self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
         self.optimizer = FlatAdam(self.q_net, self.hp.lr)
+        # on the CPU: acting and gradient steps in numpy on the networks' own memory (the target
+        # network's mirror stays current: `update_target` and resuming copy into it in place)
+        self.numpy_q = NumpyMLP.of(self.q_net, train=True)
+        self.numpy_target = NumpyMLP.of(self.target_net)
+        if self.numpy_q is None or self.numpy_target is None:
+            self.numpy_q = self.numpy_target = None
         obs_dtype = np.int64 if info.obs_discrete is not None else np.float32
         self.buffer = ReplayBuffer(self.hp.buffer_size, info.obs_shape, obs_dtype, device)
         self.save_buffer = bool(cfg.checkpoint.save_replay_buffer)
@@ -104,6 +110,8 @@ class DQN(OffPolicyAlgorithm):
         return np.where(rng.random(n) < epsilon, random_actions, self.predict(obs))
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
+        if self.numpy_q is not None:
+            return self.numpy_q(self.encode_numpy(obs)).argmax(1)
         with torch.inference_mode():
             return self.q_net(self.encode(obs)).argmax(-1).cpu().numpy()
 
@@ -125,6 +133,8 @@ class DQN(OffPolicyAlgorithm):
             tp.lerp_(p, tau) if tau < 1.0 else tp.copy_(p)
 
     def update(self, batch: ReplayBatch) -> dict[str, float]:
+        if self.numpy_q is not None:
+            return self._update_numpy(batch)
         obs, next_obs = self.encode(batch.obs), self.encode(batch.next_obs)
         # TD target
         with torch.no_grad():
@@ -142,3 +152,32 @@ class DQN(OffPolicyAlgorithm):
         self.optimizer.clip_grad_norm_(self.hp.max_grad_norm)
         self.optimizer.step()
         return {"td_loss": loss.item(), "q_values": q.mean().item()}
+
+    def _update_numpy(self, batch: ReplayBatch) -> dict[str, float]:
+        """`update` in numpy, on the CPU (the same maths; the tests hold the two to the same
+        results): no autograd, the Huber loss's gradient with respect to Q(s, a),
+        clip(Q(s, a) - y, -1, 1) / B, backpropagated by hand (see `NumpyMLP.backward`)."""
+        net, target_net = self.numpy_q, self.numpy_target
+        assert net is not None and target_net is not None
+        obs = self.encode_numpy(np.asarray(batch.obs))
+        next_obs = self.encode_numpy(np.asarray(batch.next_obs))
+        actions = np.asarray(batch.actions)
+        rows = np.arange(len(actions))
+        # TD target
+        next_q_target = target_net(next_obs)
+        if self.hp.double_q:
+            next_q = next_q_target[rows, net(next_obs).argmax(1)]
+        else:
+            next_q = next_q_target.max(1)
+        not_done = 1.0 - np.asarray(batch.terminated)
+        target = np.asarray(batch.rewards) + np.float32(self.hp.gamma) * not_done * next_q
+        q_all, activations = net.forward_train(obs)
+        q = q_all[rows, actions]
+        error = q - target
+        grad = np.zeros_like(q_all)
+        grad[rows, actions] = np.clip(error, -1.0, 1.0) / len(q)
+        net.backward(activations, grad)
+        self.optimizer.step(max_grad_norm=self.hp.max_grad_norm)
+        abs_error = np.abs(error)
+        loss = np.where(abs_error < 1.0, 0.5 * np.square(error), abs_error - 0.5).mean()
+        return {"td_loss": float(loss), "q_values": float(q.mean())}
