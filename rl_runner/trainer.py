@@ -4,6 +4,7 @@ and stop requests. Algorithms call `env_step`, `after_update` and `tick`; nothin
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -167,7 +168,8 @@ class RLTrainer:
         stepper = self.stepper
         if not stepper.finished_returns:
             return {}
-        self.run.console.update(self.step, f"return {np.mean(stepper.recent):.1f}")
+        recent = stepper.recent
+        self.run.console.update(self.step, f"return {math.fsum(recent) / len(recent):.1f}")
         return stepper.drain_episodes()
 
     def _cadence(self) -> None:

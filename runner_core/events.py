@@ -16,6 +16,7 @@ the serialized event, uint32 masked CRC32C of the event (all little-endian).
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import socket
 import struct
@@ -46,11 +47,27 @@ def _crc32c_table() -> tuple[int, ...]:
 _CRC32C = _crc32c_table()
 
 
+def _shifted(table: tuple[int, ...]) -> tuple[int, ...]:
+    """The table for a byte followed by one more zero byte (slicing-by-4's next table)."""
+    return tuple(_CRC32C[crc & 0xFF] ^ (crc >> 8) for crc in table)
+
+
+# slicing-by-4: four bytes per step through four tables (a byte 3, 2, 1 or 0 places before the
+# word's end), ~1.5x faster than a byte per step in Python (a 300-byte event: 29 -> 19 us)
+_T1 = _shifted(_CRC32C)
+_T2 = _shifted(_T1)
+_T3 = _shifted(_T2)
+
+
 def crc32c(data: bytes) -> int:
     crc = 0xFFFFFFFF
-    table = _CRC32C
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    t0, t1, t2, t3 = _CRC32C, _T1, _T2, _T3
+    words = len(data) // 4
+    for word in struct.unpack_from(f"<{words}I", data):
+        crc ^= word
+        crc = t3[crc & 0xFF] ^ t2[(crc >> 8) & 0xFF] ^ t1[(crc >> 16) & 0xFF] ^ t0[crc >> 24]
+    for byte in data[4 * words :]:
+        crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
 
 
@@ -60,14 +77,58 @@ def masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+_HEADERS: dict[int, bytes] = {}  # record length -> its 12 header bytes (lengths repeat)
+
+
 def tfrecord(data: bytes) -> bytes:
-    header = struct.pack("<Q", len(data))
-    return (
-        header
-        + struct.pack("<I", masked_crc32c(header))
-        + data
-        + struct.pack("<I", masked_crc32c(data))
-    )
+    header = _HEADERS.get(len(data))
+    if header is None:
+        length = struct.pack("<Q", len(data))
+        header = _HEADERS[len(data)] = length + struct.pack("<I", masked_crc32c(length))
+    return header + data + struct.pack("<I", masked_crc32c(data))
+
+
+# Scalar events encoded directly: the bytes protobuf would write for
+#   Event{wall_time: 1 (double), step: 2 (int64), summary: 5 {value: 1 (repeated) {tag: 1,
+#   simple_value: 2 (float, in a oneof, so written even when 0)}}}
+# (fields in number order, a zero step left out as proto3 does; the tests compare the two byte
+# for byte). Building the messages was about half of logging a PPO update's scalars.
+_F32, _F64 = struct.Struct("<f"), struct.Struct("<d")
+_VALUE_PREFIX: dict[str, bytes] = {}  # tag -> the Value's key, length, tag field and float key
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _float32(value: float) -> bytes:
+    try:
+        return _F32.pack(value)
+    except OverflowError:  # beyond float32's range: protobuf stores an infinity
+        return _F32.pack(math.copysign(math.inf, value))
+
+
+def scalar_event(values: dict[str, float], step: int, wall_time: float) -> bytes:
+    """A serialized `Event` with one `Summary` of simple values: what
+    `Event(summary=scalars_summary(values), step=step, wall_time=wall_time)` serializes to."""
+    parts = []
+    for tag, value in values.items():
+        prefix = _VALUE_PREFIX.get(tag)
+        if prefix is None:
+            name = tag.encode("utf-8")
+            field = b"\x0a" + _varint(len(name)) + name
+            prefix = _VALUE_PREFIX[tag] = b"\x0a" + _varint(len(field) + 5) + field + b"\x15"
+        parts.append(prefix + _float32(value))
+    summary = b"".join(parts)
+    head = b"\x09" + _F64.pack(wall_time)
+    if step:
+        head += b"\x10" + _varint(step)
+    return head + b"\x2a" + _varint(len(summary)) + summary
 
 
 class EventFile:
@@ -95,6 +156,16 @@ class EventFile:
             start = SessionLog(status=SessionLog.START)
             self._write(Event(step=purge_step, wall_time=time.time(), session_log=start))
         self.flush()
+
+    def add_scalars(self, values: dict[str, float], step: int) -> None:
+        """One event with `values` as scalars at `step` (see `scalar_event`)."""
+        if step < 0:  # a negative int64 is not what `_varint` writes; protobuf knows how
+            self.add_summary(scalars_summary(values), step)
+            return
+        now = time.time()
+        self._file.write(tfrecord(scalar_event(values, step, now)))
+        if now - self._last_flush >= self._flush_secs:
+            self.flush()
 
     def add_summary(self, summary: Any, step: int | None = None) -> None:
         event = self._event(summary=summary, wall_time=time.time())

@@ -51,7 +51,7 @@ class MetricLogger:
         clean = {k: float(v) for k, v in metrics.items()}
         self.last.update(clean)
         if self._events is not None:
-            self._events.add_summary(scalars_summary(clean), step)  # one event per step
+            self._events.add_scalars(clean, step)  # one event per step
         if self._jsonl is not None:
             record: dict[str, Any] = {
                 "step": step,

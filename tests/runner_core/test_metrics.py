@@ -4,6 +4,7 @@ predicate, devices and seeding."""
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import numpy as np
@@ -175,7 +176,7 @@ def test_crc32c_and_tfrecord_framing():
 
     assert crc32c(b"123456789") == 0xE3069283
     rng = np.random.default_rng(0)
-    for size in (0, 1, 8, 31, 400, 4096):
+    for size in (0, 1, 6, 8, 31, 400, 4096):  # every remainder of the 4-byte steps
         data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
         assert masked_crc32c(data) == reference(data)
     record = tfrecord(b"payload")
@@ -203,3 +204,25 @@ def test_tensorboard_reads_the_hparams_values(tmp_path):
         acc.PluginTagToContent("hparams")["_hparams_/experiment"]
     ).experiment
     assert [m.name.tag for m in experiment.metric_infos] == ["hparams/objective"]
+
+
+@pytest.mark.parametrize("step", [0, 1, 127, 128, 300_000, 2**40])
+def test_scalar_events_are_what_protobuf_writes(step):
+    """`scalar_event` encodes by hand exactly the bytes of the protobuf messages, for tags of
+    any length and values of every kind (zero, negative, tiny, beyond float32, inf and NaN)."""
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    from runner_core.events import scalar_event, scalars_summary
+
+    values = {
+        "losses/policy_loss": -0.0123,
+        "charts/sps": 21078.5,
+        "x": 0.0,
+        "eval/" + "long_tag_" * 20: 1e-42,
+        "big": 1e300,
+        "inf": -math.inf,
+        "nan": math.nan,
+    }
+    wall_time = 1795443218.734
+    expected = Event(summary=scalars_summary(values), step=step, wall_time=wall_time)
+    assert scalar_event(values, step, wall_time) == expected.SerializeToString()
