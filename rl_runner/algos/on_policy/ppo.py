@@ -132,10 +132,11 @@ class PPO(OnPolicyAlgorithm):
 
     def _gradients(self, batch: Batch, targets: LossTargets) -> tuple[Array, Array, Array, Array]:
         """Set the parameters' gradients of a minibatch's loss; returns the logits, values,
-        ratios and log-ratios they came from (tensors, or numpy arrays on the numpy path). On the
-        CPU in numpy (`numpy_nets`, with `targets`
-        made by `LossTargets.numpy`): a gradient step is ~50 small operations on a 64x64 MLP,
-        where torch's per-call cost is 3-5 us and numpy's ~1 us."""
+        ratios and log-ratios they came from (tensors, or numpy arrays on the numpy path).
+
+        On the CPU this runs in numpy (`numpy_nets`, with `targets` made by `LossTargets.numpy`):
+        a gradient step is ~50 small operations on a 64x64 MLP, where torch's per-call cost is
+        3-5 us and numpy's ~1 us."""
         if self.numpy_nets is None:
             logits, values, cache = self.policy.forward_train(batch.obs)
             grad_logits, grad_values, ratio, logratio = ppo_loss_grads(logits, values, targets)
