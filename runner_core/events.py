@@ -1,5 +1,6 @@
 """TensorBoard event files, written in the training thread with only TensorBoard's protobuf
-messages: scalars, text and HParams summaries, framed as TFRecords.
+messages (text and HParams summaries) and, for the scalars logged every update, events encoded
+directly (`scalar_event`: the same bytes, without building messages), framed as TFRecords.
 
 Why not `torch.utils.tensorboard.SummaryWriter`: its background thread computes each record's
 CRC32C in pure Python while it holds the GIL, so the training loop keeps waiting for the GIL
