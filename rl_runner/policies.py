@@ -104,6 +104,10 @@ class CategoricalActorCritic(nn.Module):
         see `MLP.forward_train`): then `forward_train` must run with gradients enabled."""
         return any(linear_layers(net) is None for net in (self.actor, self.critic))
 
+    def numpy_inference(self) -> bool:
+        """Whether `sampler` and `greedy_policy` run in numpy (plain float32 MLPs on the CPU)."""
+        return NumpyMLP.side_by_side([self.actor, self.critic]) is not None
+
     def numpy_training(self) -> tuple[NumpyMLP, NumpyMLP] | None:
         """The actor and critic as numpy networks that compute outputs and write gradients in
         the parameters' own memory (`NumpyMLP.of(..., train=True)`), or None where that path does

@@ -4,7 +4,12 @@ and stop requests. Algorithms call `env_step`, `after_update` and `tick`; nothin
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import pickle
+import signal
+import sys
 import time
 from typing import Any
 
@@ -58,6 +63,8 @@ class RLTrainer:
         self.solved_time: float | None = None  # and when it finished (Unix time)
         self._env_rng: list[dict[str, Any]] | None = None
         self.stepper: EnvStepper | None = None
+        self._pending: tuple[int, int, int] | None = None  # background evaluation: pid, fd, step
+        self._last_eval_logged = True  # False in a best.pt written by a background evaluation
         # wall time of the runner's own work during training (logging, console, periodic
         # evaluation and checkpoints): what `after_update` and `tick` spend
         self.overhead_s = 0.0
@@ -76,6 +83,7 @@ class RLTrainer:
             "algo": self.algo.state_dict(),
             "best_eval": float(self.best_eval),
             "last_eval": dict(self.last_eval),  # a resumed finished run does not evaluate again
+            "last_eval_logged": self._last_eval_logged,
             "solved_at": self.solved_at,
             "solved_time": self.solved_time,
             "episodes": self.stepper.episodes if self.stepper else self.episodes,
@@ -86,6 +94,7 @@ class RLTrainer:
         self.algo.load_state_dict(state["algo"])
         self.best_eval = float(state["best_eval"])
         self.last_eval = {k: float(v) for k, v in state.get("last_eval", {}).items()}
+        self._last_eval_logged = bool(state.get("last_eval_logged", True))
         self.episodes = int(state["episodes"])
         self.solved_at = state.get("solved_at")
         self.solved_time = state.get("solved_time")
@@ -104,10 +113,18 @@ class RLTrainer:
         self._start_step, self._start_time = run.step, time.time()
         self._log_every = cfg.logger.log_every_updates
         run.console.start(self.total, self.unit, run.step)
+        if not self._last_eval_logged:  # resumed from a best.pt written in the background
+            step = int(self.last_eval["step"])
+            run.log(step, {k: v for k, v in self.last_eval.items() if k != "step"})
+            self._last_eval_logged = True
+        self._background = self._background_possible()
+        self._eval_lag = max(cfg.eval.every_steps // 4, 1)
         try:
             self.algo.learn(self)
+            self._collect_evaluation()
             final = self.last_eval if self.last_eval.get("step") == self.step else self.evaluate()
         finally:
+            self._finish_evaluation()
             run.console.stop()
         run.step = self.step
         if cfg.checkpoint.save_final:
@@ -175,33 +192,124 @@ class RLTrainer:
     def _cadence(self) -> None:
         step = self.step
         self.run.log(step, self._drain_episodes())
+        pending = self._pending
+        if pending is not None and step >= pending[2] + self._eval_lag:
+            self._collect_evaluation()
         # at the end of the budget the final evaluation and checkpoints in `fit` take over
         if self._eval_due(step) and step < self.total:
-            self.evaluate()
+            if self._background:
+                self._start_evaluation()
+            else:
+                self.evaluate()
         if self._ckpt_due(step) and not self.done:
+            self._collect_evaluation()  # a checkpoint holds every evaluation before it
             self.run.step = step
             self.run.save(checkpoint.LATEST)
         self.run.poll(step)
 
     def evaluate(self) -> dict[str, float]:
+        """Evaluate the policy as it is now, in this process."""
+        step = self.step
+        return self._record_evaluation(step, self._play_evaluation(), time.time())
+
+    def _play_evaluation(self) -> dict[str, float]:
         cfg = self.cfg
         seed = cfg.seed + EVAL_SEED_OFFSET
         policy = self.algo.evaluation_policy(cfg.eval.deterministic, np.random.default_rng(seed))
         returns = evaluate(policy, self.eval_envs, cfg.eval.episodes, seed)
-        step = self.step
-        result = {
-            "eval/mean_return": float(returns.mean()),
-            "eval/std_return": float(returns.std()),
-        }
+        return {"eval/mean_return": float(returns.mean()), "eval/std_return": float(returns.std())}
+
+    def _record_evaluation(
+        self, step: int, result: dict[str, float], finished: float, save_best: bool = True
+    ) -> dict[str, float]:
+        """Log an evaluation of the policy as it was at `step`, finished at `finished` (Unix
+        time), and write best.pt if it is the best yet (unless a background evaluation did)."""
         self.run.log(step, result)
         self.last_eval = {**result, "step": step}
-        target = cfg.eval.stop_at_return
+        target = self.cfg.eval.stop_at_return
         if target is not None and self.solved_at is None and result["eval/mean_return"] >= target:
-            self.solved_at, self.solved_time = step, time.time()
+            self.solved_at, self.solved_time = step, finished
         if result["eval/mean_return"] > self.best_eval:
             self.best_eval = result["eval/mean_return"]
-            if cfg.checkpoint.save_best:
+            if save_best and self.cfg.checkpoint.save_best:
                 self.run.step = step
                 self.run.save(checkpoint.BEST, {"eval": result})
-        self.run.console.update(step, f"eval {result['eval/mean_return']:.1f}")
+        self.run.console.update(self.step, f"eval {result['eval/mean_return']:.1f}")
         return result
+
+    # periodic evaluations in the background ---------------------------------------------------
+    # Training uses one core. At an evaluation step a forked child evaluates the policy as it
+    # was then (its memory is a copy-on-write snapshot: weights, eval envs, best score) on
+    # another core, writes best.pt itself if the score is the best yet, and sends the result
+    # back through a pipe. The parent records it a fixed number of env steps later (every_steps
+    # / 4, waiting if need be), and before the next evaluation or checkpoint and at the end: the
+    # results, best.pt and the order of the logs are the same whatever the timing.
+    def _background_possible(self) -> bool:
+        """Linux (fork is cheap there, and the child runs numpy only), a policy that evaluates
+        in numpy alone, and no `stop_at_return` (such a run ends at the solving evaluation)."""
+        cfg = self.cfg
+        return (
+            bool(cfg.eval.background)
+            and sys.platform == "linux"
+            and cfg.eval.stop_at_return is None
+            and self.algo.numpy_evaluation
+        )
+
+    def _start_evaluation(self) -> None:
+        self._collect_evaluation()
+        step = self.step
+        self.run.logger.flush()  # the child inherits empty write buffers: it writes no logs
+        read_fd, write_fd = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:  # no process to spare: evaluate here
+            os.close(read_fd)
+            os.close(write_fd)
+            self.evaluate()
+            return
+        if pid == 0:
+            self._child_evaluation(step, read_fd, write_fd)  # does not return
+        os.close(write_fd)
+        self._pending = (pid, read_fd, step)
+
+    def _child_evaluation(self, step: int, read_fd: int, write_fd: int) -> None:
+        os.close(read_fd)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        try:
+            result = self._play_evaluation()
+            message = ("ok", result, time.time())
+            if result["eval/mean_return"] > self.best_eval and self.cfg.checkpoint.save_best:
+                # best.pt as a foreground evaluation writes it, but before the parent has logged
+                # the result: a run resumed from it logs the result first (see `fit`)
+                self.last_eval = {**result, "step": step}
+                self.best_eval = result["eval/mean_return"]
+                self._last_eval_logged = False
+                self.run.step = step
+                self.run.save(checkpoint.BEST, {"eval": result})
+        except BaseException as exc:  # reported by the parent
+            message = ("error", f"{type(exc).__name__}: {exc}", None)
+        with os.fdopen(write_fd, "wb") as pipe:
+            pipe.write(pickle.dumps(message))
+        os._exit(0)
+
+    def _collect_evaluation(self) -> None:
+        """Wait for the background evaluation, if one is running, and record it."""
+        if self._pending is None:
+            return
+        pid, read_fd, step = self._pending
+        self._pending = None
+        with os.fdopen(read_fd, "rb") as pipe:
+            data = pipe.read()
+        os.waitpid(pid, 0)
+        status, payload, finished = pickle.loads(data) if data else ("error", "it died", None)
+        if status != "ok":
+            raise RuntimeError(f"The evaluation at step {step:,} failed: {payload}")
+        self._record_evaluation(step, payload, finished, save_best=False)
+
+    def _finish_evaluation(self) -> None:
+        """On the way out of `fit` (an interrupt or an error): record a background evaluation
+        still running if it succeeds, so the checkpoint written next holds it."""
+        if self._pending is not None:
+            with contextlib.suppress(RuntimeError):
+                self._collect_evaluation()

@@ -133,6 +133,7 @@ RL_RULES: tuple[Rule, ...] = (
     non_negative_int("eval.every_steps"),
     positive_int("eval.episodes"),
     boolean("eval.deterministic"),
+    boolean("eval.background"),
     Rule("eval.stop_at_return", _is_number, "null or a number", optional=True),
 )
 

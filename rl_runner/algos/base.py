@@ -85,6 +85,16 @@ class Algorithm:
             return self.predict
         return lambda obs: self.sample(obs, rng)
 
+    @property
+    def numpy_evaluation(self) -> bool:
+        """Whether `evaluation_policy` runs in numpy alone, without torch calls, so that a forked
+        process can run it (see `RLTrainer`): plain CPU networks, and observations that need no
+        torch encoding."""
+        return False
+
+    def _numpy_observations(self) -> bool:
+        return self.info.obs_discrete is None and self.obs_rms is None
+
     # state -------------------------------------------------------------------------------------
     def stateful(self) -> dict[str, Any]:
         """name -> object with state_dict()/load_state_dict() (networks, optimizers, buffers)."""
@@ -143,6 +153,10 @@ class OnPolicyAlgorithm(Algorithm):
 
     def update(self, buf: RolloutBuffer, progress: float) -> dict[str, float]:
         raise NotImplementedError
+
+    @property
+    def numpy_evaluation(self) -> bool:
+        return self._numpy_observations() and self.policy.numpy_inference()
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         return self.policy.greedy(self.encode_numpy(obs))

@@ -109,6 +109,10 @@ class DQN(OffPolicyAlgorithm):
         random_actions = rng.integers(0, self.info.n_actions, size=n)
         return np.where(rng.random(n) < epsilon, random_actions, self.predict(obs))
 
+    @property
+    def numpy_evaluation(self) -> bool:
+        return self._numpy_observations() and self.numpy_q is not None
+
     def predict(self, obs: np.ndarray) -> np.ndarray:
         if self.numpy_q is not None:
             return self.numpy_q(self.encode_numpy(obs)).argmax(1)
