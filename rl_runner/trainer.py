@@ -302,7 +302,10 @@ class RLTrainer:
         with os.fdopen(read_fd, "rb") as pipe:
             data = pipe.read()
         os.waitpid(pid, 0)
-        status, payload, finished = pickle.loads(data) if data else ("error", "it died", None)
+        try:
+            status, payload, finished = pickle.loads(data)
+        except Exception:  # nothing or a part: the child died before it could report
+            status, payload, finished = "error", "its process ended without a result", None
         if status != "ok":
             raise RuntimeError(f"The evaluation at step {step:,} failed: {payload}")
         self._record_evaluation(step, payload, finished, save_best=False)
