@@ -232,10 +232,13 @@ class RLTrainer:
         if result["eval/mean_return"] > self.best_eval:
             self.best_eval = result["eval/mean_return"]
             if save_best and self.cfg.checkpoint.save_best:
-                self.run.step = step
-                self.run.save(checkpoint.BEST, {"eval": result})
+                self._save_best(step, result)
         self.run.console.update(self.step, f"eval {result['eval/mean_return']:.1f}")
         return result
+
+    def _save_best(self, step: int, result: dict[str, float]) -> None:
+        self.run.step = step
+        self.run.save(checkpoint.BEST, {"eval": result})
 
     # periodic evaluations in the background ---------------------------------------------------
     # Training uses one core. At an evaluation step a forked child evaluates the policy as it
@@ -285,8 +288,7 @@ class RLTrainer:
                 self.last_eval = {**result, "step": step}
                 self.best_eval = result["eval/mean_return"]
                 self._last_eval_logged = False
-                self.run.step = step
-                self.run.save(checkpoint.BEST, {"eval": result})
+                self._save_best(step, result)
         except BaseException as exc:  # reported by the parent
             message = ("error", f"{type(exc).__name__}: {exc}", None)
         with os.fdopen(write_fd, "wb") as pipe:
