@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def gae(
@@ -49,24 +50,22 @@ def discounted_returns(rewards: np.ndarray, dones: np.ndarray, gamma: float) -> 
 
 
 class RolloutBuffer:
-    """(T, N) tensors for one on-policy rollout, in host memory whatever the training device:
-    the rollout loop fills them from numpy (the envs' and the policy's outputs) through numpy
-    views of the same memory (`buf.np.actions[t] = ...`), and the update moves what it trains on
-    to the device once per rollout."""
+    """(T, N) numpy arrays for one on-policy rollout, in host memory whatever the training device:
+    the rollout loop fills them from numpy (the envs' and the policy's outputs), and the update
+    moves what it trains on to the device once per rollout."""
 
     def __init__(self, steps: int, num_envs: int, obs_dim: int) -> None:
         shape = (steps, num_envs)
-        self.obs = torch.zeros((*shape, obs_dim))
-        self.actions = torch.zeros(shape, dtype=torch.long)
-        self.logprobs = torch.zeros(shape)
-        self.values = torch.zeros(shape)
-        self.rewards = torch.zeros(shape)
-        self.terminated = torch.zeros(shape, dtype=torch.bool)
-        self.dones = torch.zeros(shape, dtype=torch.bool)
-        self.valid = torch.zeros(shape, dtype=torch.bool)
-        self.advantages = torch.zeros(shape)
-        self.returns = torch.zeros(shape)
-        self.np = SimpleNamespace(**{k: v.numpy() for k, v in vars(self).items()})
+        self.obs = np.zeros((*shape, obs_dim), dtype=np.float32)
+        self.actions = np.zeros(shape, dtype=np.int64)
+        self.logprobs = np.zeros(shape, dtype=np.float32)
+        self.values = np.zeros(shape, dtype=np.float32)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.terminated = np.zeros(shape, dtype=bool)
+        self.dones = np.zeros(shape, dtype=bool)
+        self.valid = np.zeros(shape, dtype=bool)
+        self.advantages = np.zeros(shape, dtype=np.float32)
+        self.returns = np.zeros(shape, dtype=np.float32)
 
 
 class ReplayBatch(NamedTuple):
@@ -113,6 +112,8 @@ class ReplayBuffer:
         self.size = min(self.size + n, self.capacity)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch:
+        import torch
+
         idx = rng.integers(0, self.size, size=batch_size)
 
         def t(a: np.ndarray) -> torch.Tensor:
@@ -128,7 +129,7 @@ class ReplayBuffer:
             "pos": self.pos,
             "size": n,
             **{
-                k: torch.from_numpy(getattr(self, k)[:n].copy())
+                k: getattr(self, k)[:n].copy()
                 for k in ("obs", "next_obs", "actions", "rewards", "terminated")
             },
         }
@@ -136,5 +137,5 @@ class ReplayBuffer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         n = int(state["size"])
         for k in ("obs", "next_obs", "actions", "rewards", "terminated"):
-            getattr(self, k)[:n] = state[k].numpy()
+            getattr(self, k)[:n] = np.asarray(state[k])
         self.pos, self.size = int(state["pos"]), n

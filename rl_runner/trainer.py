@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
 from rl_runner.algos.base import Algorithm
@@ -34,15 +33,28 @@ from runner_core.validation import RL_RULES, algo_class, check
 EVAL_SEED_OFFSET = 1_000_003  # evaluation envs never share seeds with training envs
 
 
-def prepare(cfg: DictConfig, device: torch.device) -> RLTrainer:
-    check(cfg, RL_RULES)
-    info = env_info(cfg.env)
-    cls = algo_class(cfg)
-    cls.check(cfg, info)
+def runs_without_torch(cfg: DictConfig) -> bool:
+    """Whether the run can go on numpy alone (see `resolve_device`): the algorithm says, for this
+    config and env."""
+    cls, info = _checked(cfg)
+    return cls.runs_without_torch(cfg, info)
+
+
+def prepare(cfg: DictConfig, device: Any) -> RLTrainer:
+    """Envs, the algorithm on `device` (a torch device, or `NUMPY_CPU`), and the trainer."""
+    cls, info = _checked(cfg)
     envs = make_vec_env(cfg.env, cfg.env.num_envs)
     eval_envs = make_vec_env(cfg.env, min(cfg.eval.episodes, 32))
     algo = cls(cfg, info, device, cfg.seed)
     return RLTrainer(cfg, info, algo, envs, eval_envs)
+
+
+def _checked(cfg: DictConfig) -> tuple[type[Algorithm], EnvInfo]:
+    check(cfg, RL_RULES)
+    info = env_info(cfg.env)
+    cls = algo_class(cfg)
+    cls.check(cfg, info)
+    return cls, info
 
 
 class RLTrainer:

@@ -1,14 +1,21 @@
-"""Checkpoints: a dict of state_dicts, written atomically and read with weights_only=True."""
+"""Checkpoints: a dict of state_dicts, written atomically and read with weights_only=True.
+
+States hold torch tensors, numpy arrays and plain containers. A state without tensors (a run on
+the numpy CPU path, which never imports torch) is written by `torchfile.dump` in torch's own
+format; one with tensors by `torch.save`, its numpy arrays turned into tensors. Either way
+`torch.load(..., weights_only=True)` reads the file, arrays coming back as tensors."""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
+from runner_core import torchfile
 from runner_core.errors import CheckpointError
 
 FORMAT = "rl_runner.checkpoint/1"
@@ -22,7 +29,7 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            _write({"format": FORMAT, **state}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -31,8 +38,42 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
         raise
 
 
+def _write(state: dict[str, Any], f: Any) -> None:
+    if "torch" in sys.modules and _holds_tensors(state):
+        import torch
+
+        torch.save(_tensors(state), f)
+    else:
+        torchfile.dump(state, f)
+
+
+def _holds_tensors(obj: Any) -> bool:
+    import torch
+
+    if isinstance(obj, dict):
+        return any(_holds_tensors(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_holds_tensors(v) for v in obj)
+    return isinstance(obj, torch.Tensor)
+
+
+def _tensors(obj: Any) -> Any:
+    """The state with its numpy arrays as tensors (what `weights_only` loading accepts)."""
+    import torch
+
+    if isinstance(obj, dict):
+        return {k: _tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_tensors(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.require(obj, requirements="CW"))
+    return obj
+
+
 def load(path: Path) -> dict[str, Any]:
     """Load one of our checkpoints, or explain why the file is not one."""
+    import torch
+
     if not path.is_file():
         raise CheckpointError(f"Checkpoint '{path}' does not exist.")
     try:

@@ -1,31 +1,61 @@
-"""Pick the torch device and CPU thread count from the `device` config group."""
+"""Pick the device and CPU thread count from the `device` config group."""
 
 from __future__ import annotations
 
-import torch
+import importlib.metadata
+from typing import TYPE_CHECKING
+
 from threadpoolctl import threadpool_limits
 
 from runner_core.errors import DeviceError
 
+if TYPE_CHECKING:
+    import torch
 
-def resolve_device(kind: str, threads: int) -> torch.device:
+
+class NumpyCPU:
+    """The CPU through numpy alone: the device of runs whose algorithm, network and observations
+    all have numpy code (`Algorithm.runs_without_torch`). torch is never imported in such a run:
+    its import is 1-2 s, as long as training CartPole."""
+
+    type = "cpu"
+
+    def __str__(self) -> str:
+        return "cpu (numpy)"
+
+    __repr__ = __str__
+
+
+NUMPY_CPU = NumpyCPU()
+
+
+def resolve_device(kind: str, threads: int, torch_free: bool = False) -> torch.device | NumpyCPU:
     """auto: cuda, then mps, then cpu. An explicit choice that is not available is an error.
+    With `torch_free` (the run can go without torch), the CPU is `NUMPY_CPU`, and `auto` picks it
+    without importing torch when the installed torch is a CPU-only build (version tag "+cpu").
 
     Also flushes denormal floats to zero on the CPU: Adam's moment estimates for parameters whose
     gradient stays 0 (dead ReLU units) decay into the denormal range, where x86 arithmetic is
     ~30x slower (an Adam step of DQN's 256x256 network: 1.7 ms instead of 0.05 ms). Values below
-    1e-38 change no float32 weight, so results are unaffected.
+    1e-38 change no float32 weight, so results are unaffected. (The numpy path takes no networks
+    with ReLU units, see `Algorithm.runs_without_torch`.)
 
     `threads` applies to numpy's BLAS too (the CPU-side rollouts and PPO's gradient steps run
     numpy products): OpenBLAS otherwise starts a thread per core, and on a busy 2-core machine
     its threads waiting on each other made whole PPO runs ~40% slower."""
-    torch.set_num_threads(threads)
     threadpool_limits(limits=threads, user_api="blas")
+    if torch_free and (kind == "cpu" or (kind == "auto" and _cpu_only_torch())):
+        return NUMPY_CPU
+
+    import torch
+
+    torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     cuda = torch.cuda.is_available()
     mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
     if kind == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+        kind = "cuda" if cuda else "mps" if mps else "cpu"
+        return NUMPY_CPU if torch_free and kind == "cpu" else torch.device(kind)
     if kind == "cuda" and not cuda:
         built = "with" if torch.backends.cuda.is_built() else "without"
         raise DeviceError(
@@ -40,3 +70,12 @@ def resolve_device(kind: str, threads: int) -> torch.device:
             "Use device=cpu or device=auto."
         )
     return torch.device(kind)
+
+
+def _cpu_only_torch() -> bool:
+    """Whether the installed torch is a CPU-only build, from its package version ("2.13.0+cpu"),
+    read without importing it."""
+    try:
+        return importlib.metadata.version("torch").endswith("+cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False

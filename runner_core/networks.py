@@ -3,13 +3,15 @@ the `network` config group only says the shape of the hidden part."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from runner_core import numpy_nets
+from runner_core.numpy_nets import NumpyMLP  # noqa: F401  (mirrors of these networks)
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -36,6 +38,9 @@ _BACKWARD_FROM_OUTPUT = {
     nn.Sigmoid: torch.ops.aten.sigmoid_backward,  # y (1 - y) g
     nn.ReLU: lambda g, y: torch.ops.aten.threshold_backward(g, y, 0),  # g where y > 0
 }
+
+# the same activations in `runner_core.numpy_nets`
+_ACTIVATION_NAMES = {nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.ReLU: "relu"}
 
 # layers with fewer inputs than this get their weight gradient as (x^T g)^T (see MLP.backward):
 # measured with torch 2.13's CPU BLAS, faster for 4-8 inputs at batch 64-256, slower from 16 up
@@ -106,7 +111,7 @@ class MLP(nn.Sequential):
         for weight, bias, act in layers:
             y = F.linear(acts[-1], weight, bias)
             if act is nn.Tanh and y.is_cpu:
-                _NUMPY_ACTIVATIONS[nn.Tanh](y.numpy())  # in place; see the table's comment
+                numpy_nets.FORWARD["tanh"](y.numpy())  # in place; see the table's comment
             elif act is not None:
                 y = _ACTIVATION_FUNCTIONS[act](y)
             acts.append(y)
@@ -151,165 +156,14 @@ def linear_layers(net: nn.Module) -> list[_Layer] | None:
     return net.linear_layers() if isinstance(net, MLP) else None
 
 
-def _np_sigmoid(y: np.ndarray) -> None:
-    np.negative(y, out=y)
-    np.exp(y, out=y)
-    y += 1.0
-    np.reciprocal(y, out=y)
-
-
-# numpy versions of the activations, computed in place. numpy's tanh is also what the hand-written
-# training path uses on the CPU: torch's float32 tanh goes through MKL's vector maths, which runs
-# a slow generic code path on non-Intel CPUs (a 256x64 batch: 42 us against numpy's 7 us on an
-# AMD EPYC; about equal on an Intel Xeon)
-_NUMPY_ACTIVATIONS = {
-    nn.Tanh: lambda y: np.tanh(y, out=y),
-    nn.ReLU: lambda y: np.maximum(y, 0.0, out=y),
-    nn.Sigmoid: _np_sigmoid,
-}
-
-
-def _np_tanh_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
-    np.multiply(y, y, out=y)
-    np.subtract(1.0, y, out=y)
-    return np.multiply(y, g, out=y)  # (1 - y^2) g, in y's memory
-
-
-def _np_sigmoid_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
-    d = np.subtract(1.0, y)
-    d *= y
-    return np.multiply(d, g, out=d)  # y (1 - y) g
-
-
-# the derivatives of `_BACKWARD_FROM_OUTPUT` in numpy: dL/dx from dL/dy and the output y (which
-# the backward pass no longer needs, so tanh's works in its memory)
-_NUMPY_BACKWARD_FROM_OUTPUT: dict[Any, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    nn.Tanh: _np_tanh_backward,
-    nn.Sigmoid: _np_sigmoid_backward,
-    nn.ReLU: lambda g, y: np.multiply(g, y > 0),
-}
-
-
-_ONES: dict[int, np.ndarray] = {}
-
-
-def _ones(n: int) -> np.ndarray:
-    """A float32 vector of n ones, made once per batch size."""
-    if n not in _ONES:
-        _ONES[n] = np.ones(n, dtype=np.float32)
-    return _ONES[n]
-
-
-class NumpyMLP:
-    """Inference with an MLP's weights in numpy, for the small batches of an RL rollout on the
-    CPU: a numpy call costs about 1 us against torch's 3 to 5 us, and at 8 observations per step
-    that overhead is most of the cost.
-
-    `of(net)` reads the torch parameters' memory in place (always the current weights, as long
-    as the parameters stay in that memory: make a new mirror after moving them or after building
-    an optimizer that re-points them); `side_by_side(nets)` copies several networks that share
-    their input into one, whose output is theirs concatenated (half the calls for an actor and a
-    critic; make a new one after each update).
-
-    `of(net, train=True)` also trains: `forward_train` + `backward` are `MLP`'s hand-written
-    path in numpy, writing the gradients into the parameters' `.grad` memory, where an
-    optimizer such as `FlatAdam` takes them. A gradient step of a 64x64 actor and critic is
-    ~50 small operations, so numpy's lower per-call cost pays there too."""
-
-    def __init__(
-        self,
-        layers: list[tuple[np.ndarray, np.ndarray, Callable | None]],
-        grads: list[tuple[np.ndarray, np.ndarray, Callable | None]] | None = None,
-    ) -> None:
-        self.layers = layers  # (W^T, b, in-place activation or None) per Linear layer
-        # for training, per Linear layer: dL/dW and dL/db (the parameters' `.grad` memory) and
-        # the activation's derivative (see `_NUMPY_BACKWARD_FROM_OUTPUT`) or None
-        self.grads = grads
-
-    @staticmethod
-    def _plain_layers(net: nn.Module) -> list[_Layer] | None:
-        layers = linear_layers(net)
-        if layers is None or any(w.device.type != "cpu" or w.dtype != torch.float32
-                                 for w, _, _ in layers):  # fmt: skip
-            return None
-        return layers
-
-    @classmethod
-    def of(cls, net: nn.Module, train: bool = False) -> NumpyMLP | None:
-        """A mirror of `net`, or None unless it is a plain float32 MLP on the CPU. With `train`
-        it also reads and writes the parameters' gradients in place (`forward_train` and
-        `backward`): make it after the optimizer has re-pointed the gradients, if it does."""
-        layers = cls._plain_layers(net)
-        if layers is None or (train and not all(p.requires_grad for p in net.parameters())):
-            return None
-        grads = None
-        if train:
-            grads = [
-                (_grad_of(w).numpy(), _grad_of(b).numpy(), _NUMPY_BACKWARD_FROM_OUTPUT.get(act))
-                for w, b, act in layers
-            ]
-        return cls([
-            (w.detach().numpy().T, b.detach().numpy(), _NUMPY_ACTIVATIONS.get(act))
-            for w, b, act in layers
-        ], grads)  # fmt: skip
-
-    @classmethod
-    def side_by_side(cls, nets: Sequence[nn.Module]) -> NumpyMLP | None:
-        """One network computing all of `nets` on the same input (block-diagonal weights after
-        the first layer), or None unless they are plain float32 CPU MLPs of the same depth and
-        activations."""
-        stacks = [cls._plain_layers(net) for net in nets]
-        if any(s is None for s in stacks) or len({len(s) for s in stacks if s}) != 1:
-            return None
-        fused = []
-        with torch.no_grad():
-            for depth, layers in enumerate(zip(*stacks, strict=True)):
-                acts = {act for _, _, act in layers}
-                if len(acts) != 1:
-                    return None
-                weights = [w for w, _, _ in layers]
-                weight = torch.cat(weights) if depth == 0 else torch.block_diag(*weights)
-                bias = torch.cat([b for _, b, _ in layers])
-                fused.append((weight.T.numpy(), bias.numpy(), _NUMPY_ACTIVATIONS.get(acts.pop())))
-        return cls(fused)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        for weight_t, bias, act in self.layers:
-            x = x @ weight_t
-            x += bias
-            if act is not None:
-                act(x)
-        return x
-
-    # training on the CPU without torch calls: the maths of `MLP.forward_train` / `MLP.backward`
-    # (tested against them), at numpy's ~1 us per call instead of torch's 3-5 us -------------
-    def forward_train(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """The output, and every layer's activations for `backward`."""
-        acts = [x]
-        for weight_t, bias, act in self.layers:
-            y = acts[-1] @ weight_t
-            y += bias
-            if act is not None:
-                act(y)
-            acts.append(y)
-        return acts[-1], acts
-
-    def backward(self, acts: list[np.ndarray], grad_out: np.ndarray) -> None:
-        """Write dL/dparameters into the gradients (replacing what they held), given dL/doutput
-        and the activations of `forward_train`, which it overwrites."""
-        assert self.grads is not None, "a mirror made with train=True"
-        g = grad_out
-        ones = _ones(len(g))
-        for i in reversed(range(len(self.layers))):
-            weight_t = self.layers[i][0]
-            grad_w, grad_b, derivative = self.grads[i]
-            if derivative is not None:
-                g = derivative(g, acts[i + 1])
-            # (numpy's OpenBLAS has no slow case for few inputs, unlike torch's: see THIN_INPUT)
-            np.matmul(g.T, acts[i], out=grad_w)
-            np.matmul(ones, g, out=grad_b)  # the batch sum as a product: ~1 us, sum(0) ~7 us
-            if i > 0:
-                g = g @ weight_t.T
+def numpy_layers(net: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor, str | None]] | None:
+    """(weight, bias, activation name) per Linear layer, for `NumpyMLP.of`: None unless `net`
+    is a plain float32 MLP on the CPU (see `MLP.linear_layers`)."""
+    layers = linear_layers(net)
+    if layers is None or any(w.device.type != "cpu" or w.dtype != torch.float32
+                             for w, _, _ in layers):  # fmt: skip
+        return None
+    return [(w, b, _ACTIVATION_NAMES[act] if act else None) for w, b, act in layers]
 
 
 def _grad_of(param: torch.Tensor) -> torch.Tensor:

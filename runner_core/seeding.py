@@ -1,31 +1,39 @@
-"""Seeding and RNG state capture, so a checkpoint can continue a run exactly."""
+"""Seeding and RNG state capture, so a checkpoint can continue a run exactly.
+
+torch's generator is seeded and saved only when torch is imported: a run on the numpy CPU path
+never imports it, and the runner imports torch before seeding on every other path (the device is
+resolved first)."""
 
 from __future__ import annotations
 
 import random
+import sys
 from typing import Any
 
 import numpy as np
-import torch
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
 
 
 def rng_state() -> dict[str, Any]:
-    """Global RNG states as tensors and plain containers (loadable with weights_only=True)."""
+    """Global RNG states as arrays (tensors for torch's) and plain containers (loadable with
+    weights_only=True)."""
     version, internal, gauss = random.getstate()
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], np_state[1].astype(np.int64), *np_state[2:]],
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        state["torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
@@ -33,7 +41,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state((name, np.asarray(keys).astype(np.uint32), *rest))
+    torch = sys.modules.get("torch")
+    if torch is not None and "torch" in state:
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,17 @@ from omegaconf import DictConfig, OmegaConf
 from runner_core.errors import ConfigError, RunnerError
 from runner_core.validation import COMMON_RULES, check
 
-# algo.family -> the function that prepares a session for it
+# algo.family -> the module whose `prepare(cfg, device)` builds a session for it, and whose
+# optional `runs_without_torch(cfg)` says whether the run can go on numpy alone
 FAMILIES: dict[str, str] = {
-    "rl": "rl_runner.trainer:prepare",
-    "dl": "dl_runner.trainer:prepare",
+    "rl": "rl_runner.trainer",
+    "dl": "dl_runner.trainer",
 }
 SUMMARY_FILE = "summary.json"
 
 
-def load_family(family: str) -> Callable[..., Any]:
-    module, _, attr = FAMILIES[family].partition(":")
-    return getattr(importlib.import_module(module), attr)
+def load_family(family: str) -> Any:
+    return importlib.import_module(FAMILIES[family])
 
 
 def train(cfg: DictConfig, run_dir: Path, resume: dict[str, Any] | None = None) -> float:
@@ -44,9 +43,11 @@ def train(cfg: DictConfig, run_dir: Path, resume: dict[str, Any] | None = None) 
 
     try:
         check(cfg, COMMON_RULES)
-        device = resolve_device(cfg.device.type, cfg.device.threads)
+        family = load_family(cfg.algo.family)
+        torch_free = getattr(family, "runs_without_torch", lambda cfg: False)(cfg)
+        device = resolve_device(cfg.device.type, cfg.device.threads, torch_free)
         seed_everything(cfg.seed)
-        session = load_family(cfg.algo.family)(cfg, device)
+        session = family.prepare(cfg, device)
     except RunnerError:
         if resume is None:
             discard_unstarted(run_dir)

@@ -7,17 +7,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from rl_runner.buffers import RolloutBuffer, gae
 from rl_runner.envs import EnvInfo
-from rl_runner.normalize import RunningMeanStd
 from runner_core.errors import ConfigError
 from runner_core.validation import Rule, check, plain
 
 if TYPE_CHECKING:
+    import torch
+
     from rl_runner.trainer import RLTrainer
 
 
@@ -27,13 +26,18 @@ class Algorithm:
     action_kinds: ClassVar[tuple[str, ...]] = ("discrete",)
     rules: ClassVar[tuple[Rule, ...]] = ()
 
-    def __init__(self, cfg: DictConfig, info: EnvInfo, device: torch.device, seed: int) -> None:
+    def __init__(self, cfg: DictConfig, info: EnvInfo, device: Any, seed: int) -> None:
+        """`device`: a torch device, or `NUMPY_CPU` where `runs_without_torch` allowed it."""
         self.hp = plain(cfg.algo)
         self.net_cfg = cfg.network
         self.info = info
         self.device = device
         self.rng = np.random.default_rng(seed)
-        self.obs_rms = RunningMeanStd(info.obs_dim) if self.hp.normalize_obs else None
+        self.obs_rms = None
+        if self.hp.normalize_obs:
+            from rl_runner.normalize import RunningMeanStd
+
+            self.obs_rms = RunningMeanStd(info.obs_dim)
         self.num_updates = 0
 
     @classmethod
@@ -47,9 +51,19 @@ class Algorithm:
                 "algorithm for that action space."
             )
 
+    @classmethod
+    def runs_without_torch(cls, cfg: DictConfig, info: EnvInfo) -> bool:
+        """Whether this algorithm has numpy code for everything the run needs (network,
+        observations, updates), so that on the CPU it can run without importing torch (see
+        `runner_core.device.NUMPY_CPU`)."""
+        return False
+
     # observations ------------------------------------------------------------------------------
     def encode(self, obs: np.ndarray, update_stats: bool = False) -> torch.Tensor:
         """Env observations -> float tensor (one-hot for Discrete, normalized if asked)."""
+        import torch
+        import torch.nn.functional as F
+
         x = torch.as_tensor(obs, device=self.device)
         if self.info.obs_discrete is not None:
             return F.one_hot(x.long(), self.info.obs_discrete).float()
@@ -131,23 +145,21 @@ class OnPolicyAlgorithm(Algorithm):
             self.num_updates += 1
             t.after_update(stats)
 
-    @torch.inference_mode()
     def collect(self, t: RLTrainer, buf: RolloutBuffer) -> None:
-        store = buf.np  # numpy views of the buffer's tensors
         forward = self.policy.forward_numpy()  # this rollout's snapshot of the policy
         sample = self.policy.sampler(self.rng, forward)
         obs = self.encode_numpy(t.obs, update_stats=True)
-        for i in range(store.obs.shape[0]):
-            actions, store.logprobs[i], store.values[i] = sample(obs)
-            store.obs[i], store.actions[i] = obs, actions
+        for i in range(buf.obs.shape[0]):
+            actions, buf.logprobs[i], buf.values[i] = sample(obs)
+            buf.obs[i], buf.actions[i] = obs, actions
             next_obs, reward, terminated, truncated, valid = t.env_step(actions)
-            store.rewards[i], store.terminated[i], store.valid[i] = reward, terminated, valid
-            np.logical_or(terminated, truncated, out=store.dones[i])
+            buf.rewards[i], buf.terminated[i], buf.valid[i] = reward, terminated, valid
+            np.logical_or(terminated, truncated, out=buf.dones[i])
             obs = self.encode_numpy(next_obs, update_stats=True)
         # advantage estimation
         next_value = forward(obs)[1]
-        store.advantages[:], store.returns[:] = gae(
-            store.rewards, store.values, next_value, store.terminated, store.dones,
+        buf.advantages[:], buf.returns[:] = gae(
+            buf.rewards, buf.values, next_value, buf.terminated, buf.dones,
             self.hp.gamma, self.hp.gae_lambda,
         )  # fmt: skip
 

@@ -8,6 +8,7 @@ import torch
 
 from rl_runner.buffers import ReplayBuffer, discounted_returns, gae
 from rl_runner.normalize import RunningMeanStd
+from runner_core import checkpoint
 
 T, F = True, False
 
@@ -101,10 +102,12 @@ def test_replay_buffer_samples_only_filled_slots():
     assert set(batch.actions.tolist()) <= {0, 1, 2}
 
 
-def test_replay_buffer_state_dict_round_trip():
+def test_replay_buffer_state_dict_round_trip(tmp_path):
+    """Through a checkpoint file: arrays are written as tensors, which load back."""
     buf = ReplayBuffer(5, (4,), np.float32, torch.device("cpu"))
     buf.add(*_batch(0, 7))
-    state = buf.state_dict()
+    checkpoint.save_atomic({"buffer": buf.state_dict(), "net": torch.zeros(2)}, tmp_path / "c.pt")
+    state = checkpoint.load(tmp_path / "c.pt")["buffer"]
     assert all(isinstance(v, torch.Tensor) for k, v in state.items() if k not in ("pos", "size"))
     other = ReplayBuffer(5, (4,), np.float32, torch.device("cpu"))
     other.load_state_dict(state)

@@ -1,5 +1,7 @@
 """PPO's update on hand-built rollouts: the clipped surrogate, the clipped value loss, the
-entropy, annealing, early stopping on KL and the exclusion of autoreset steps."""
+entropy, annealing, early stopping on KL and the exclusion of autoreset steps, on each of the
+update's paths: numpy networks (`NUMPY_CPU`), numpy steps on torch parameters (a torch CPU
+device) and torch (networks without a hand-written backward, other devices)."""
 
 from __future__ import annotations
 
@@ -13,15 +15,21 @@ from rl_runner.algos.on_policy.ppo import (
     PPO,
     Batch,
     loss_targets,
+    loss_targets_numpy,
     ppo_loss_grads,
     ppo_loss_grads_numpy,
     ppo_losses,
+    ppo_losses_numpy,
 )
 from rl_runner.buffers import RolloutBuffer
 from rl_runner.envs import EnvStepper, env_info, make_vec_env
+from rl_runner.numpy_policy import NumpyActorCritic, log_softmax
+from runner_core.device import NUMPY_CPU
 from tests.conftest import compose_cfg
 
 CPU = torch.device("cpu")
+# the devices of the update's two CPU paths: numpy networks, numpy steps on torch parameters
+DEVICES = pytest.mark.parametrize("device", [NUMPY_CPU, CPU], ids=["numpy", "torch-cpu"])
 BASE = (
     "algo=ppo", "env=cartpole", "network.hidden=[8]", "algo.num_epochs=1", "algo.batch_size=64",
     "algo.norm_adv=false", "algo.anneal_lr=false", "algo.anneal_clip=false", "algo.clip_coef=0.2",
@@ -29,27 +37,29 @@ BASE = (
 )  # fmt: skip
 
 
-def make_ppo(*overrides: str) -> PPO:
+def make_ppo(*overrides: str, device=CPU) -> PPO:
     torch.manual_seed(0)
     cfg = compose_cfg([*BASE, *overrides])
-    return PPO(cfg, env_info(cfg.env), CPU, seed=0)
+    return PPO(cfg, env_info(cfg.env), device, seed=0)
 
 
 def make_buffer(ppo: PPO, steps: int, envs: int, ratio: float, adv, value_shift, valid=None):
     """A rollout whose stored log-probs make pi_new / pi_old == ratio for every transition, with
     old values = V(s) + 1 and returns = V(s) + value_shift."""
     buf = RolloutBuffer(steps, envs, 4)
-    gen = torch.Generator().manual_seed(0)
-    buf.obs[:] = torch.randn(steps, envs, 4, generator=gen)
-    buf.actions[:] = torch.randint(0, 2, (steps, envs), generator=gen)
-    with torch.no_grad():
-        logp, entropy, value = ppo.policy.evaluate(buf.obs.reshape(-1, 4), buf.actions.reshape(-1))
+    rng = np.random.default_rng(0)
+    buf.obs[:] = rng.standard_normal((steps, envs, 4))
+    buf.actions[:] = rng.integers(0, 2, (steps, envs))
+    logits, value = ppo.policy.forward_numpy()(buf.obs.reshape(-1, 4))
+    log_probs = log_softmax(logits)
+    logp = log_probs[np.arange(len(logits)), buf.actions.reshape(-1)]
+    entropy = -(np.exp(log_probs) * log_probs).sum(-1)
     shape = (steps, envs)
     buf.logprobs[:] = (logp - math.log(ratio)).reshape(shape)
     buf.values[:] = (value + 1.0).reshape(shape)
-    buf.returns[:] = (value + torch.as_tensor(value_shift, dtype=torch.float32)).reshape(shape)
-    buf.advantages[:] = torch.as_tensor(adv, dtype=torch.float32).reshape(shape)
-    buf.valid[:] = True if valid is None else torch.as_tensor(valid).reshape(shape)
+    buf.returns[:] = (value + np.asarray(value_shift, dtype=np.float32)).reshape(shape)
+    buf.advantages[:] = np.asarray(adv, dtype=np.float32).reshape(shape)
+    buf.valid[:] = True if valid is None else np.asarray(valid).reshape(shape)
     return buf, entropy.reshape(shape)
 
 
@@ -101,24 +111,41 @@ def test_numpy_loss_gradients_match_the_torch_ones(clip_vloss, ent_coef, n_actio
                   torch.randn(size, generator=gen), old_values)  # fmt: skip
     targets = loss_targets(batch, n_actions, clip, clip_vloss, ent_coef, vf_coef=0.5)
     expected = ppo_loss_grads(logits, values, targets)
-    got = ppo_loss_grads_numpy(logits.numpy(), values.numpy(), targets.numpy())
+    np_batch = Batch(*(x.numpy() for x in batch))
+    np_targets = loss_targets_numpy(np_batch, n_actions, clip, clip_vloss, ent_coef, vf_coef=0.5)
+    got = ppo_loss_grads_numpy(logits.numpy(), values.numpy(), np_targets)
     for have, want in zip(got, expected, strict=True):
         assert have.dtype == np.float32
         np.testing.assert_allclose(have, want.numpy(), rtol=1e-5, atol=1e-7)
+    # and the numpy diagnostics are the losses as written
+    want = ppo_losses(logits, values, batch, clip, clip_vloss)
+    have = ppo_losses_numpy(logits.numpy(), values.numpy(), np_batch, clip, clip_vloss)
+    np.testing.assert_allclose(have, [x.item() for x in want], rtol=1e-5, atol=1e-7)
 
 
-def test_numpy_update_matches_the_torch_update():
-    """A whole update on the CPU's numpy path ends where the torch path ends."""
-    numpy_ppo, torch_ppo = make_ppo("algo.num_epochs=3"), make_ppo("algo.num_epochs=3")
-    assert numpy_ppo.numpy_nets is not None
+@pytest.mark.parametrize("overrides", [(), ("algo.batch_size=64", "algo.norm_adv=true")],
+                         ids=["whole-rollout", "normalized"])  # fmt: skip
+def test_the_three_update_paths_agree(overrides):
+    """A whole update ends at the same weights and diagnostics on numpy networks, on numpy
+    steps over torch parameters and on torch, from the same weights."""
+    torch_ppo = make_ppo("algo.num_epochs=3", *overrides)
     torch_ppo.numpy_nets = None
+    hybrid_ppo = make_ppo("algo.num_epochs=3", *overrides)
+    assert hybrid_ppo.numpy_nets is not None
+    numpy_ppo = make_ppo("algo.num_epochs=3", *overrides, device=NUMPY_CPU)
+    assert isinstance(numpy_ppo.policy, NumpyActorCritic)
+    numpy_ppo.policy.load_state_dict(torch_ppo.policy.state_dict())
     stats = []
-    for ppo in (numpy_ppo, torch_ppo):
-        buf, _ = make_buffer(ppo, 16, 4, ratio=1.1, adv=torch.linspace(-2, 2, 64), value_shift=0.3)
+    for ppo in (torch_ppo, hybrid_ppo, numpy_ppo):
+        buf, _ = make_buffer(ppo, 16, 4, ratio=1.1, adv=np.linspace(-2, 2, 64), value_shift=0.3)
         stats.append(ppo.update(buf, progress=0.0))
-    assert stats[0] == pytest.approx(stats[1], rel=1e-4, abs=1e-6)
-    for a, b in zip(numpy_ppo.policy.parameters(), torch_ppo.policy.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    want = torch_ppo.policy.state_dict()
+    for ppo, got in zip((hybrid_ppo, numpy_ppo), stats[1:], strict=True):
+        assert got == pytest.approx(stats[0], rel=1e-4, abs=1e-6)
+        have = ppo.policy.state_dict()
+        assert list(have) == list(want)
+        for name, value in have.items():
+            np.testing.assert_allclose(value, want[name].numpy(), rtol=1e-4, atol=1e-6)
 
 
 def test_networks_without_a_hand_backward_train_through_autograd():
@@ -131,8 +158,9 @@ def test_networks_without_a_hand_backward_train_through_autograd():
     assert not torch.equal(before, ppo.optimizer.flat)
 
 
-def test_clipped_losses_by_hand():
-    ppo = make_ppo()
+@DEVICES
+def test_clipped_losses_by_hand(device):
+    ppo = make_ppo(device=device)
     buf, entropy = make_buffer(ppo, 2, 2, ratio=1.5, adv=[1.0, -1.0, 2.0, -2.0],
                                value_shift=[0.5, -0.5, 0.5, -0.5])  # fmt: skip
     stats = ppo.update(buf, progress=0.0)
@@ -142,7 +170,7 @@ def test_clipped_losses_by_hand():
     # value: old = V + 1, so the clipped prediction is old + clamp(V - old, -0.2, 0.2) = V + 0.8
     #   R = V + 0.5: max(0.5^2, 0.3^2) = 0.25;  R = V - 0.5: max(0.5^2, 1.3^2) = 1.69
     assert stats["value_loss"] == pytest.approx((0.25 + 1.69) / 2, abs=1e-5)
-    assert stats["entropy"] == pytest.approx(entropy.mean().item(), abs=1e-6)
+    assert stats["entropy"] == pytest.approx(entropy.mean(), abs=1e-6)
     assert stats["clipfrac"] == pytest.approx(1.0)
     assert stats["approx_kl"] == pytest.approx(0.5 - math.log(1.5), abs=1e-5)  # (r - 1) - log r
     assert stats["charts/learning_rate"] == pytest.approx(0.001)
@@ -150,8 +178,9 @@ def test_clipped_losses_by_hand():
     assert all(math.isfinite(v) for v in stats.values())
 
 
-def test_unclipped_value_loss_by_hand():
-    ppo = make_ppo("algo.clip_vloss=false")
+@DEVICES
+def test_unclipped_value_loss_by_hand(device):
+    ppo = make_ppo("algo.clip_vloss=false", device=device)
     buf, _ = make_buffer(ppo, 2, 2, ratio=1.0, adv=[1.0, -1.0, 2.0, -2.0],
                          value_shift=[0.5, -0.5, 0.5, -0.5])  # fmt: skip
     stats = ppo.update(buf, progress=0.0)
@@ -161,8 +190,9 @@ def test_unclipped_value_loss_by_hand():
     assert stats["approx_kl"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_autoreset_steps_are_left_out():
-    ppo = make_ppo()
+@DEVICES
+def test_autoreset_steps_are_left_out(device):
+    ppo = make_ppo(device=device)
     valid = [True, True, False, True, True, False]
     adv = [1.0, -1.0, 1000.0, 2.0, -2.0, -1000.0]  # garbage on the invalid steps
     shift = [0.5, -0.5, 100.0, 0.5, -0.5, 100.0]
@@ -172,8 +202,9 @@ def test_autoreset_steps_are_left_out():
     assert stats["value_loss"] == pytest.approx((0.25 + 1.69) / 2, abs=1e-5)
 
 
-def test_annealing_follows_progress():
-    ppo = make_ppo("algo.anneal_lr=true", "algo.anneal_clip=true")
+@DEVICES
+def test_annealing_follows_progress(device):
+    ppo = make_ppo("algo.anneal_lr=true", "algo.anneal_clip=true", device=device)
     buf, _ = make_buffer(ppo, 2, 2, ratio=1.0, adv=[1.0, -1.0, 2.0, -2.0], value_shift=0.5)
     stats = ppo.update(buf, progress=0.25)
     assert stats["charts/learning_rate"] == pytest.approx(0.001 * 0.75)
@@ -185,17 +216,19 @@ def _optimizer_steps(ppo: PPO) -> int:
     return ppo.optimizer.steps
 
 
-def test_epochs_and_minibatches():
-    ppo = make_ppo("algo.num_epochs=3", "algo.batch_size=3")
+@DEVICES
+def test_epochs_and_minibatches(device):
+    ppo = make_ppo("algo.num_epochs=3", "algo.batch_size=3", device=device)
     buf, _ = make_buffer(ppo, 4, 2, ratio=1.0, adv=np.linspace(-1, 1, 8), value_shift=0.5)
-    before = [p.detach().clone() for p in ppo.policy.parameters()]
+    before = torch.as_tensor(ppo.optimizer.flat).clone()
     ppo.update(buf, progress=0.0)
     assert _optimizer_steps(ppo) == 3 * 3  # 3 epochs of ceil(8 / 3) minibatches
-    assert any(not torch.equal(a, b) for a, b in zip(before, ppo.policy.parameters(), strict=True))
+    assert not torch.equal(torch.as_tensor(ppo.optimizer.flat), before)
 
 
-def test_target_kl_stops_the_epochs_early():
-    ppo = make_ppo("algo.num_epochs=5", "algo.batch_size=2", "algo.target_kl=0.01")
+@DEVICES
+def test_target_kl_stops_the_epochs_early(device):
+    ppo = make_ppo("algo.num_epochs=5", "algo.batch_size=2", "algo.target_kl=0.01", device=device)
     buf, _ = make_buffer(ppo, 2, 2, ratio=1.5, adv=[1.0, -1.0, 2.0, -2.0], value_shift=0.5)
     stats = ppo.update(buf, progress=0.0)
     assert stats["approx_kl"] > 0.01
@@ -216,17 +249,17 @@ class _Driver:
         return self.stepper.step(actions)
 
 
-def test_update_on_a_real_rollout():
+@DEVICES
+def test_update_on_a_real_rollout(device):
     """End to end through the on-policy loop's collect: stats present and finite."""
-    ppo = make_ppo("algo.norm_adv=true", "algo.num_steps=64", "algo.num_epochs=2")
+    ppo = make_ppo("algo.norm_adv=true", "algo.num_steps=64", "algo.num_epochs=2", device=device)
     envs = make_vec_env(compose_cfg(BASE).env, 2)
     buf = RolloutBuffer(64, 2, 4)
     ppo.collect(_Driver(envs), buf)
     assert buf.dones.any()
     assert buf.valid[0].all()
-    assert torch.equal(
-        buf.valid[1:], ~buf.dones[:-1]
-    )  # the step after an episode's end only resets
+    # the step after an episode's end only resets
+    np.testing.assert_array_equal(buf.valid[1:], ~buf.dones[:-1])
     stats = ppo.update(buf, progress=0.5)
     expected = {"policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac",
                 "explained_variance", "charts/learning_rate", "charts/clip_coef"}  # fmt: skip
@@ -235,8 +268,9 @@ def test_update_on_a_real_rollout():
     envs.close()
 
 
-def test_stats_finite_with_one_transition():
-    ppo = make_ppo()
+@DEVICES
+def test_stats_finite_with_one_transition(device):
+    ppo = make_ppo(device=device)
     buf, _ = make_buffer(ppo, 1, 1, ratio=1.0, adv=[1.0], value_shift=[0.5])
     stats = ppo.update(buf, progress=0.0)
     assert all(math.isfinite(v) for v in stats.values()), stats

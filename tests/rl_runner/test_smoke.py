@@ -49,7 +49,8 @@ def _check_rl_run(run_dir, algo, env_id):
     assert summary["global_step"] >= cfg_total
     assert summary["objective_name"] == "eval/mean_return"
     assert summary["env_id"] == env_id
-    assert summary["device"] == "cpu"
+    # PPO's plain MLPs on vector observations run on numpy alone (see test_without_torch.py)
+    assert summary["device"] in ("cpu", "cpu (numpy)")
     assert summary["seed"] == 0
     assert 0 < summary["runner_overhead_s"] <= summary["wall_time_s"] + 0.01
     tags = steps_by_tag(read_metrics(run_dir))

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from omegaconf import DictConfig
 
 from rl_runner.algos.base import OnPolicyAlgorithm
 from rl_runner.buffers import RolloutBuffer
-from rl_runner.policies import CategoricalActorCritic
-from runner_core.optim import FlatAdam
+from rl_runner.envs import EnvInfo
+from rl_runner.numpy_policy import NumpyActorCritic, log_softmax
+from runner_core.device import NumpyCPU
+from runner_core.numpy_nets import NumpyAdam
 from runner_core.validation import (
     boolean,
     in_range,
@@ -21,6 +22,9 @@ from runner_core.validation import (
     positive,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 
 class PPO(OnPolicyAlgorithm):
@@ -35,6 +39,12 @@ class PPO(OnPolicyAlgorithm):
     Each gradient step runs without autograd: `ppo_loss_grads` gives dL/dlogits and dL/dV
     (hand-derived; `ppo_losses` states L as written above, and tests compare the two through
     autograd), and the policy backpropagates them through its networks.
+
+    Plain MLPs on the CPU train in numpy (`_update_numpy`): a gradient step is ~50 small
+    operations on a 64x64 MLP, where torch's per-call cost is 3-5 us and numpy's ~1 us. On
+    `NUMPY_CPU` the networks and Adam live in numpy too (`NumpyActorCritic`, `NumpyAdam`) and the
+    run never imports torch; on a torch CPU device the numpy code works on the torch parameters'
+    memory. Other devices and networks train through torch (`_update_torch`).
     """
 
     rules = (
@@ -60,10 +70,34 @@ class PPO(OnPolicyAlgorithm):
 
     def __init__(self, cfg, info, device, seed):
         super().__init__(cfg, info, device, seed)
-        self.policy = CategoricalActorCritic(info.obs_dim, info.n_actions, cfg.network).to(device)
-        self.optimizer = FlatAdam(self.policy, self.hp.lr, eps=self.hp.adam_eps)
+        self.policy: Any
+        self.optimizer: Any
+        if isinstance(device, NumpyCPU):
+            self.policy = NumpyActorCritic(info.obs_dim, info.n_actions, cfg.network, self.rng)
+            self.optimizer = NumpyAdam(self.policy.params, self.hp.lr, eps=self.hp.adam_eps)
+        else:
+            from rl_runner.policies import CategoricalActorCritic
+            from runner_core.optim import FlatAdam
+
+            self.policy = CategoricalActorCritic(info.obs_dim, info.n_actions, cfg.network)
+            self.policy.to(device)
+            self.optimizer = FlatAdam(self.policy, self.hp.lr, eps=self.hp.adam_eps)
         # on the CPU, gradient steps run in numpy on the parameters' and gradients' memory
         self.numpy_nets = self.policy.numpy_training()
+
+    @classmethod
+    def runs_without_torch(cls, cfg: DictConfig, info: EnvInfo) -> bool:
+        """Plain MLPs on vector observations. Not ReLU: Adam's moments of dead units decay into
+        denormal floats, which only torch can flush to zero (see `resolve_device`)."""
+        net = cfg.network
+        return (
+            net.type == "mlp"
+            and net.activation in ("tanh", "sigmoid")
+            and not net.batchnorm
+            and float(net.dropout) == 0.0
+            and info.obs_discrete is None
+            and not cfg.algo.normalize_obs
+        )
 
     def stateful(self):
         return {**super().stateful(), "policy": self.policy, "optimizer": self.optimizer}
@@ -75,44 +109,84 @@ class PPO(OnPolicyAlgorithm):
         clip = hp.clip_coef * remaining if hp.anneal_clip else hp.clip_coef
         self.optimizer.lr = lr
 
-        # flatten the rollout, keeping only real transitions (not autoreset steps), on the device
-        # (in numpy on the host buffer: a few us per array instead of torch's indexing calls)
-        store = buf.np
-        valid = store.valid.reshape(-1)
+        # flatten the rollout, keeping only real transitions (not autoreset steps)
+        valid = buf.valid.reshape(-1)
         keep = None if valid.all() else np.flatnonzero(valid)
 
-        def flat(x: np.ndarray) -> torch.Tensor:
+        def flat(x: np.ndarray) -> np.ndarray:
             x = x.reshape(-1, *x.shape[2:])
-            return torch.from_numpy(x if keep is None else x[keep]).to(self.device)
+            return x if keep is None else x[keep]
 
         rollout = Batch(*map(flat, (
-            store.obs, store.actions, store.logprobs, store.advantages, store.returns, store.values
+            buf.obs, buf.actions, buf.logprobs, buf.advantages, buf.returns, buf.values
         )))  # fmt: skip
+        if self.numpy_nets is not None:
+            stats = self._update_numpy(rollout, clip)
+        else:
+            stats = self._update_torch(rollout, clip)
+        return {**stats, "charts/learning_rate": lr, "charts/clip_coef": clip}
 
+    def _update_numpy(self, rollout: Batch, clip: float) -> dict[str, float]:
+        """The update in numpy: gradients by `ppo_loss_grads_numpy` and the networks'
+        hand-written backward, written where the optimizer steps on them."""
+        actor, critic = self.numpy_nets
+        ratios = []
+        for batch, targets in self._minibatches(rollout, clip, loss_targets_numpy):
+            obs = batch.obs
+            logits, actor_acts = actor.forward_train(obs)
+            values, critic_acts = critic.forward_train(obs)
+            values = values[:, 0]
+            grad_logits, grad_values, ratio, logratio = ppo_loss_grads_numpy(
+                logits, values, targets
+            )
+            actor.backward(actor_acts, grad_logits)
+            critic.backward(critic_acts, grad_values[:, None])
+            self.optimizer.step(max_grad_norm=self.hp.max_grad_norm)
+            ratios.append(ratio)
+            if self._kl_exceeded(ratio, logratio):
+                break
+        # the last minibatch's losses, before its step
+        policy, value, entropy = ppo_losses_numpy(logits, values, batch, clip, self.hp.clip_vloss)
+        all_ratios = np.concatenate(ratios)
+        returns, old_values = rollout.returns, rollout.old_values
+        var_returns = float(returns.var())
+        return {
+            "policy_loss": policy,
+            "value_loss": value,
+            "entropy": entropy,
+            "approx_kl": float(approx_kl(ratio, logratio)),
+            "clipfrac": float((np.abs(all_ratios - 1.0) > clip).mean()),
+            # 1 - Var[R - V] / Var[R]; 0 when the returns have no spread (then it is undefined,
+            # and a NaN diagnostic would trip the trainer's finite check)
+            "explained_variance": (
+                1.0 - float((returns - old_values).var()) / var_returns if var_returns > 0 else 0.0
+            ),
+        }
+
+    def _update_torch(self, rollout: Batch, clip: float) -> dict[str, float]:
+        """The update through torch, on the training device."""
+        import torch
+
+        rollout = Batch(*(torch.from_numpy(x).to(self.device) for x in rollout))
         # the hand-written gradients need no autograd bookkeeping at all; other networks train
         # through autograd (see `MLP.forward_train`)
         grad_mode = nullcontext() if self.policy.autograd_needed else torch.no_grad()
         ratios = []
         with grad_mode:
-            for epoch in self._epochs(rollout, clip):
-                for batch, targets in epoch:
-                    logits, values, ratio, logratio = self._gradients(batch, targets)
-                    self.optimizer.step(max_grad_norm=hp.max_grad_norm)
-                    ratios.append(ratio)
-                    if hp.target_kl is not None and approx_kl(ratio, logratio) > hp.target_kl:
-                        break
-                else:
-                    continue
-                break  # early stop: the KL limit was passed
+            for batch, targets in self._minibatches(rollout, clip, loss_targets):
+                logits, values, cache = self.policy.forward_train(batch.obs)
+                grad_logits, grad_values, ratio, logratio = ppo_loss_grads(logits, values, targets)
+                self.policy.backward(cache, grad_logits, grad_values)
+                self.optimizer.step(max_grad_norm=self.hp.max_grad_norm)
+                ratios.append(ratio)
+                if self._kl_exceeded(ratio, logratio):
+                    break
 
-        # the last minibatch's losses, before its step (numpy arrays on the CPU path: shared)
-        logits, values, ratio, logratio = map(torch.as_tensor, (logits, values, ratio, logratio))
-        all_ratios = torch.cat([torch.as_tensor(r) for r in ratios])
+        # the last minibatch's losses, before its step
+        all_ratios = torch.cat(ratios)
         with torch.no_grad():
-            losses = ppo_losses(logits, values, batch, clip, hp.clip_vloss)
+            losses = ppo_losses(logits, values, batch, clip, self.hp.clip_vloss)
         returns, old_values = rollout.returns, rollout.old_values
-        # 1 - Var[R - V] / Var[R]; 0 when the returns have no spread (then it is undefined, and a
-        # NaN diagnostic would trip the trainer's finite check)
         var_returns = returns.var(correction=0)
         explained_var = (
             1 - (returns - old_values).var(correction=0) / var_returns
@@ -126,56 +200,52 @@ class PPO(OnPolicyAlgorithm):
             "approx_kl": approx_kl(ratio, logratio).item(),
             "clipfrac": ((all_ratios - 1.0).abs() > clip).float().mean().item(),
             "explained_variance": explained_var.item(),
-            "charts/learning_rate": lr,
-            "charts/clip_coef": clip,
         }
 
-    def _gradients(self, batch: Batch, targets: LossTargets) -> tuple[Array, Array, Array, Array]:
-        """Set the parameters' gradients of a minibatch's loss; returns the logits, values,
-        ratios and log-ratios they came from (tensors, or numpy arrays on the numpy path).
+    def _kl_exceeded(self, ratio: Any, logratio: Any) -> bool:
+        """Whether the epochs stop early: the KL limit (if any) was passed."""
+        return self.hp.target_kl is not None and approx_kl(ratio, logratio) > self.hp.target_kl
 
-        On the CPU this runs in numpy (`numpy_nets`, with `targets` made by `LossTargets.numpy`):
-        a gradient step is ~50 small operations on a 64x64 MLP, where torch's per-call cost is
-        3-5 us and numpy's ~1 us."""
-        if self.numpy_nets is None:
-            logits, values, cache = self.policy.forward_train(batch.obs)
-            grad_logits, grad_values, ratio, logratio = ppo_loss_grads(logits, values, targets)
-            self.policy.backward(cache, grad_logits, grad_values)
-            return logits, values, ratio, logratio
-        actor, critic = self.numpy_nets
-        obs = targets.batch.obs
-        logits, actor_acts = actor.forward_train(obs)
-        values, critic_acts = critic.forward_train(obs)
-        values = values[:, 0]
-        grad_logits, grad_values, ratio, logratio = ppo_loss_grads_numpy(logits, values, targets)
-        actor.backward(actor_acts, grad_logits)
-        critic.backward(critic_acts, grad_values[:, None])
-        return logits, values, ratio, logratio
-
-    def _epochs(self, rollout: Batch, clip: float) -> Iterator[Iterable[tuple[Batch, LossTargets]]]:
-        """Each epoch's minibatches, with what their loss gradients need (`loss_targets`)."""
+    def _minibatches(
+        self, rollout: Batch, clip: float, targets_of: Callable[..., LossTargets]
+    ) -> Iterator[tuple[Batch, LossTargets]]:
+        """Every epoch's minibatches in turn, with what their loss gradients need (`targets_of`:
+        `loss_targets` or `loss_targets_numpy`); the caller stops early by not asking for more."""
         hp = self.hp
+        n_actions = self.info.n_actions
 
         def with_targets(batch: Batch) -> tuple[Batch, LossTargets]:
-            n_actions = self.info.n_actions
-            targets = loss_targets(batch, n_actions, clip, hp.clip_vloss, hp.ent_coef, hp.vf_coef)
-            return batch, targets if self.numpy_nets is None else targets.numpy()
+            return batch, targets_of(batch, n_actions, clip, hp.clip_vloss, hp.ent_coef, hp.vf_coef)
 
-        if hp.batch_size >= rollout.obs.shape[0]:
+        n = rollout.obs.shape[0]
+        if hp.batch_size >= n:
             # a minibatch as large as the rollout is the rollout itself every epoch, without
             # shuffling or gathering (the losses are means, so the order does not matter), and
             # its targets are worked out once for all epochs
             if hp.norm_adv:
                 rollout = rollout._replace(advantages=normalize(rollout.advantages))
-            whole = [with_targets(rollout)]
-            return (whole for _ in range(hp.num_epochs))
-        return (
-            map(with_targets, minibatches(rollout, hp.batch_size, hp.norm_adv))
-            for _ in range(hp.num_epochs)
-        )
+            whole = with_targets(rollout)
+            for _ in range(hp.num_epochs):
+                yield whole
+            return
+        for _ in range(hp.num_epochs):
+            # one epoch: the rollout in random minibatches, advantages normalized per minibatch
+            # if asked (the last minibatch holds the remainder)
+            order = self._permutation(n, rollout.obs)
+            for start in range(0, n, hp.batch_size):
+                batch = Batch(*(x[order[start : start + hp.batch_size]] for x in rollout))
+                if hp.norm_adv:
+                    batch = batch._replace(advantages=normalize(batch.advantages))
+                yield with_targets(batch)
 
+    def _permutation(self, n: int, like: Any) -> Any:
+        """A random order of n items: from the algorithm's generator for numpy arrays, from
+        torch's on the tensors' device."""
+        if isinstance(like, np.ndarray):
+            return self.rng.permutation(n)
+        import torch
 
-Array = torch.Tensor | np.ndarray
+        return torch.randperm(n, device=like.device)
 
 
 class Batch(NamedTuple):
@@ -189,23 +259,17 @@ class Batch(NamedTuple):
     old_values: torch.Tensor
 
 
-def minibatches(rollout: Batch, batch_size: int, norm_adv: bool) -> Iterator[Batch]:
-    """One epoch: the rollout in random minibatches, advantages normalized per minibatch if asked
-    (the last minibatch holds the remainder)."""
-    n = rollout.obs.shape[0]
-    order = torch.randperm(n, device=rollout.obs.device)
-    for start in range(0, n, batch_size):
-        batch = Batch(*(x[order[start : start + batch_size]] for x in rollout))
-        yield batch._replace(advantages=normalize(batch.advantages)) if norm_adv else batch
+def normalize(x: Any) -> Any:
+    """(x - mean) / std (the sample standard deviation) of a tensor or numpy array; a single
+    value is left as it is."""
+    if x.size == 1 if isinstance(x, np.ndarray) else x.numel() == 1:
+        return x
+    std = x.std(ddof=1) if isinstance(x, np.ndarray) else x.std()
+    return (x - x.mean()) / (std + 1e-8)
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """(x - mean) / std; a single value is left as it is."""
-    return (x - x.mean()) / (x.std() + 1e-8) if x.numel() > 1 else x
-
-
-def approx_kl(ratio: torch.Tensor, logratio: torch.Tensor) -> torch.Tensor:
-    """The k3 estimator of KL(old || new): E[(r - 1) - log r]."""
+def approx_kl(ratio: Any, logratio: Any) -> Any:
+    """The k3 estimator of KL(old || new): E[(r - 1) - log r] (tensors or numpy arrays)."""
     return ((ratio - 1) - logratio).mean()
 
 
@@ -221,6 +285,9 @@ def ppo_losses(
     """The PPO losses of a minibatch, written as the paper states them; the update minimizes
     policy - ent_coef * entropy + vf_coef * value through `ppo_loss_grads`, whose hand-derived
     gradients the tests check against autograd through this function."""
+    import torch
+    import torch.nn.functional as F
+
     actions, old_logprobs, advantages, returns, old_values = batch[1:]
     log_probs = F.log_softmax(logits, dim=-1)
     entropy = -(log_probs.exp() * log_probs).sum(-1)
@@ -246,7 +313,8 @@ def ppo_losses(
 class LossTargets(NamedTuple):
     """What the loss gradients of a minibatch need besides the network's outputs, worked out
     once per minibatch (once per update when the minibatch is the whole rollout): fewer small
-    operations in each gradient step, where their per-call cost outweighs their arithmetic."""
+    operations in each gradient step, where their per-call cost outweighs their arithmetic.
+    Tensors from `loss_targets`, numpy arrays from `loss_targets_numpy`."""
 
     index: torch.Tensor  # (B, 1) actions, to pick log pi(a|s)
     onehot: torch.Tensor  # (B, K) one-hot actions
@@ -260,19 +328,6 @@ class LossTargets(NamedTuple):
     clip: float
     clip_vloss: bool
 
-    def numpy(self) -> LossTargets:
-        """The same targets as numpy arrays sharing the tensors' memory (CPU tensors), for
-        `ppo_loss_grads_numpy`."""
-        return self._replace(
-            index=self.index.numpy(),
-            onehot=self.onehot.numpy(),
-            adv_slope=self.adv_slope.numpy(),
-            sign=self.sign.numpy(),
-            bound=self.bound.numpy(),
-            scaled_returns=self.scaled_returns.numpy(),
-            batch=Batch(*(x.numpy() for x in self.batch)),
-        )
-
 
 def loss_targets(
     batch: Batch,
@@ -282,6 +337,8 @@ def loss_targets(
     ent_coef: float,
     vf_coef: float,
 ) -> LossTargets:
+    import torch.nn.functional as F
+
     size = batch.actions.shape[0]
     sign = batch.advantages.sign()
     value_scale = 2.0 * vf_coef / size
@@ -316,6 +373,8 @@ def ppo_loss_grads(
       slope of the larger term, and V_clip = V_old + clip(V - V_old, -eps, eps) has slope 1
       inside [V_old - eps, V_old + eps] and 0 outside.
     """
+    import torch
+
     if torch.is_grad_enabled():  # called with outputs of autograd: no graph of this
         with torch.no_grad():
             return ppo_loss_grads(logits, values, t)
@@ -343,6 +402,52 @@ def ppo_loss_grads(
     else:
         grad_values = torch.add(t.scaled_returns, values, alpha=t.value_scale)
     return grad_logits, grad_values, ratio, logratio
+
+
+def loss_targets_numpy(
+    batch: Batch,
+    n_actions: int,
+    clip: float,
+    clip_vloss: bool,
+    ent_coef: float,
+    vf_coef: float,
+) -> LossTargets:
+    """`loss_targets` for a batch of numpy arrays, for `ppo_loss_grads_numpy` (which needs no
+    `index`: it picks log pi(a|s) with the one-hot actions)."""
+    size = batch.actions.shape[0]
+    sign = np.sign(batch.advantages)
+    value_scale = 2.0 * vf_coef / size
+    return LossTargets(
+        index=batch.actions[:, None],
+        onehot=np.eye(n_actions, dtype=batch.advantages.dtype)[batch.actions],
+        adv_slope=batch.advantages * np.float32(-1.0 / size),
+        sign=sign,
+        bound=sign + np.float32(clip),
+        scaled_returns=batch.returns * np.float32(-value_scale),
+        value_scale=value_scale,
+        entropy_scale=ent_coef / size,
+        batch=batch,
+        clip=clip,
+        clip_vloss=clip_vloss,
+    )
+
+
+def ppo_losses_numpy(
+    logits: np.ndarray, values: np.ndarray, batch: Batch, clip: float, clip_vloss: bool
+) -> tuple[float, float, float]:
+    """`ppo_losses` of numpy arrays, as floats (policy, value, entropy): the update's
+    diagnostics on the numpy path. The same formulas; the tests hold the two to the same
+    numbers."""
+    actions, old_logprobs, advantages, returns, old_values = batch[1:]
+    log_probs = log_softmax(logits)
+    entropy = -(np.exp(log_probs) * log_probs).sum(-1)
+    ratio = np.exp(log_probs[np.arange(len(actions)), actions] - old_logprobs)
+    pg_loss = np.maximum(-advantages * ratio, -advantages * np.clip(ratio, 1 - clip, 1 + clip))
+    v_loss = np.square(values - returns)
+    if clip_vloss:
+        v_clipped = old_values + np.clip(values - old_values, -clip, clip)
+        v_loss = np.maximum(v_loss, np.square(v_clipped - returns))
+    return float(pg_loss.mean()), float(v_loss.mean()), float(entropy.mean())
 
 
 def ppo_loss_grads_numpy(
