@@ -1,11 +1,14 @@
-"""FlatAdam: the same trajectory as torch.optim.Adam with clip_grad_norm_, in one flat vector."""
+"""FlatAdam and NumpyAdam: the same trajectory as torch.optim.Adam with clip_grad_norm_, in one
+flat vector."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from runner_core.numpy_nets import FlatParameters, NumpyAdam
 from runner_core.optim import FlatAdam
 
 
@@ -105,3 +108,58 @@ def test_refuses_state_of_another_size():
     small = FlatAdam(nn.Linear(2, 2), lr=1e-3)
     with pytest.raises(ValueError, match="parameters"):
         FlatAdam(_net(0), lr=1e-3).load_state_dict(small.state_dict())
+
+
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_numpy_adam_matches_torch_adam(clip):
+    """`NumpyAdam` on a numpy parameter vector: torch.optim.Adam's trajectory (with
+    clip_grad_norm_), gradients computed by torch on a copy of the same weights."""
+    ref = _net(0)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=3e-3, eps=1e-5, betas=(0.8, 0.99))
+    shadow = _net(0)  # computes NumpyAdam's gradients from its weights
+    params = FlatParameters([tuple(p.shape) for p in shadow.parameters()])
+    for view, p in zip(params.views, shadow.parameters(), strict=True):
+        view[:] = p.detach().numpy()
+    opt = NumpyAdam(params, lr=3e-3, eps=1e-5, betas=(0.8, 0.99))
+    for step in range(40):
+        lr = 3e-3 * (1 - step / 40)
+        ref_opt.param_groups[0]["lr"] = opt.lr = lr
+        ref_opt.zero_grad()
+        _loss(ref, step).backward()
+        with torch.no_grad():
+            for view, p in zip(params.views, shadow.parameters(), strict=True):
+                p.copy_(torch.from_numpy(view))
+        shadow.zero_grad()
+        _loss(shadow, step).backward()
+        for grad, p in zip(params.grad_views, shadow.parameters(), strict=True):
+            grad[:] = p.grad.numpy()
+        ref_norm = nn.utils.clip_grad_norm_(ref.parameters(), clip) if clip else None
+        norm = opt.step(max_grad_norm=clip)
+        ref_opt.step()
+        if clip is None:
+            assert norm is None
+        else:
+            assert norm == pytest.approx(ref_norm.item(), rel=1e-5)
+    for view, p_ref in zip(params.views, ref.parameters(), strict=True):
+        np.testing.assert_allclose(view, p_ref.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_adam_state_round_trip_and_size_check():
+    def make():
+        params = FlatParameters([(3, 2), (3,)])
+        params.flat[:] = np.linspace(-1, 1, 9)
+        return params, NumpyAdam(params, lr=0.1)
+
+    (a_params, a), (b_params, b) = make(), make()
+    for _ in range(3):
+        a_params.grad[:] = np.arange(9) - 4.0
+        a.step(max_grad_norm=1.0)
+    b_params.flat[:] = a_params.flat
+    b.load_state_dict({k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v
+                       for k, v in a.state_dict().items()})  # fmt: skip
+    for params, opt in ((a_params, a), (b_params, b)):
+        params.grad[:] = 1.0
+        opt.step()
+    np.testing.assert_array_equal(a_params.flat, b_params.flat)
+    with pytest.raises(ValueError, match="holds 2 parameters, the model has 9"):
+        b.load_state_dict({**a.state_dict(), "exp_avg": np.zeros(2), "exp_avg_sq": np.zeros(2)})
