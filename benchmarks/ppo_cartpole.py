@@ -4,7 +4,8 @@ All sides train with RL Zoo's preset for CartPole-v1 (rl_zoo.py: 8 envs x 32 ste
 20 epochs, gamma 0.98, GAE lambda 0.8, no entropy bonus, learning rate and clip range decaying
 linearly from 1e-3 and 0.2, 100k steps, separate 64x64 tanh actor and critic) on the CPU, then
 evaluate the final policy deterministically for 20 episodes. Ours runs `runner_core.train.train()`
-at its default `device.threads=1`; SB3 runs twice: at torch's default thread count (what a user
+at its default `device.threads=1`, on numpy alone (`device=cpu` gives the `cpu (numpy)` device
+for PPO's plain MLPs); SB3 runs twice: at torch's default thread count (what a user
 gets) and with one torch thread (the faster setting for 64-unit networks).
 
 Each repeat runs every side, alternating the order, so machine noise hits all alike; the report
@@ -114,8 +115,8 @@ def run_ours(seed: int, steps: int, repeat: int) -> Measurement:
         start = time.perf_counter()
         objective = train(cfg, run_dir=run_dir)
         elapsed = time.perf_counter() - start
-        assert torch.get_num_threads() == 1
         summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        assert summary["device"] == "cpu (numpy)", summary["device"]
     return Measurement(OURS, repeat, seed, int(summary["global_step"]), elapsed, objective)
 
 
@@ -123,8 +124,8 @@ def run_sb3(side: Side, seed: int, steps: int, repeat: int) -> Measurement:
     """SB3 with `side.threads` torch threads: build the model and envs untimed, then time
     `learn()` plus a final deterministic 20-episode evaluation on a fresh single CartPole env."""
     assert side.threads is not None
-    # our train() turns on the CPU's flushing of denormals to zero (process-wide); SB3 runs as it
-    # would on its own, with torch's default (off)
+    # SB3 runs as it would on its own, with torch's default (no flushing of denormals to zero),
+    # whatever an earlier run in this process set
     torch.set_flush_denormal(False)
     with torch_threads(side.threads):
         model, envs = rl_zoo.make_sb3_ppo(seed)
@@ -271,11 +272,12 @@ def run(opts: common.Options, ctx: common.Context) -> common.Result:
         "on every other repeat). Seeds are 0, 1, 2, ... (one per repeat, the same for every "
         "side). Before the repeats each side runs one untimed 256-step warm-up, so one-time "
         "costs (lazy imports, first calls) count for none.",
-        "- Denormals: ours flushes denormal floats to zero on the CPU (train() calls "
-        "`torch.set_flush_denormal(True)`, a process-wide setting); it is turned back off before "
-        "every SB3 run, so SB3 runs with torch's default as it would on its own.",
-        "- Threads: ours runs at its default `device.threads=1` (train() calls "
-        "`torch.set_num_threads(1)`); SB3 runs once at torch's default thread count "
+        "- Ours runs on numpy alone: `device=cpu` resolves to `cpu (numpy)` for PPO's plain "
+        "MLPs, so its networks, Adam and checkpoints never touch torch (a fresh process of ours "
+        "never imports it). Flushing of denormals is set off before every SB3 run, so SB3 runs "
+        "with torch's default as it would on its own.",
+        "- Threads: ours runs at its default `device.threads=1` (train() limits numpy's BLAS to "
+        "one thread through threadpoolctl); SB3 runs once at torch's default thread count "
         f"(`torch.get_num_threads()` at process start: {common.default_torch_threads()} here, "
         "what an SB3 user gets) and once with `torch.set_num_threads(1)`. The thread count is "
         "set before each side and restored after it. On a 2-core machine torch at 2 threads is "

@@ -188,7 +188,8 @@ def run(opts: common.Options, ctx: common.Context) -> common.Result:
         "write the time of the first call and `os._exit(0)` at once, then runs the real "
         'thing: ours `runpy.run_module("rl_runner", run_name="__main__")` with `sys.argv` '
         "set to `rl_runner " + " ".join(RUN_ARGS) + " hydra.run.dir=<tmp>` (config "
-        "composition, validation, torch and gymnasium imports, envs, model, run directory, "
+        "composition, validation, gymnasium's import (torch's too on a device that needs it; PPO "
+        "on CartPole runs on numpy alone and never imports it), envs, model, run directory, "
         "logger, the first reset); SB3 `import stable_baselines3`, `make_vec_env` with 8 envs, "
         "`PPO(...)` with RL Zoo's preset, `learn()`. The figure is the first step's `time.time()` "
         "minus the parent's `time.time()` just before it created the child (so it includes the "

@@ -111,7 +111,7 @@ class MLP(nn.Sequential):
         for weight, bias, act in layers:
             y = F.linear(acts[-1], weight, bias)
             if act is nn.Tanh and y.is_cpu:
-                numpy_nets.FORWARD["tanh"](y.numpy())  # in place; see the table's comment
+                numpy_nets.FORWARD["tanh"](y.numpy())  # in place; see the comment of FORWARD
             elif act is not None:
                 y = _ACTIVATION_FUNCTIONS[act](y)
             acts.append(y)

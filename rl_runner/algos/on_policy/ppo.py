@@ -453,8 +453,8 @@ def ppo_losses_numpy(
 def ppo_loss_grads_numpy(
     logits: np.ndarray, values: np.ndarray, t: LossTargets
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`ppo_loss_grads` in numpy, for the CPU path (`t` from `LossTargets.numpy`): the same maths
-    (see there), and the tests hold the two to the same results."""
+    """`ppo_loss_grads` in numpy, for the numpy update (`t` from `loss_targets_numpy`): the same
+    maths (see there), and the tests hold the two to the same results."""
     # ufunc reductions rather than the array methods, and the action's entry picked by the
     # one-hot (exact: one product by 1, the rest by 0), skip numpy's Python-level wrappers
     shifted = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
