@@ -15,7 +15,6 @@ from rl_runner.algos.on_policy.ppo import (
     PPO,
     Batch,
     loss_targets,
-    loss_targets_numpy,
     ppo_loss_grads,
     ppo_loss_grads_numpy,
     ppo_losses,
@@ -112,7 +111,7 @@ def test_numpy_loss_gradients_match_the_torch_ones(clip_vloss, ent_coef, n_actio
     targets = loss_targets(batch, n_actions, clip, clip_vloss, ent_coef, vf_coef=0.5)
     expected = ppo_loss_grads(logits, values, targets)
     np_batch = Batch(*(x.numpy() for x in batch))
-    np_targets = loss_targets_numpy(np_batch, n_actions, clip, clip_vloss, ent_coef, vf_coef=0.5)
+    np_targets = loss_targets(np_batch, n_actions, clip, clip_vloss, ent_coef, vf_coef=0.5)
     got = ppo_loss_grads_numpy(logits.numpy(), values.numpy(), np_targets)
     for have, want in zip(got, expected, strict=True):
         assert have.dtype == np.float32

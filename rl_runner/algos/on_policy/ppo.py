@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -131,7 +131,7 @@ class PPO(OnPolicyAlgorithm):
         hand-written backward, written where the optimizer steps on them."""
         actor, critic = self.numpy_nets
         ratios = []
-        for batch, targets in self._minibatches(rollout, clip, loss_targets_numpy):
+        for batch, targets in self._minibatches(rollout, clip):
             obs = batch.obs
             logits, actor_acts = actor.forward_train(obs)
             values, critic_acts = critic.forward_train(obs)
@@ -173,7 +173,7 @@ class PPO(OnPolicyAlgorithm):
         grad_mode = nullcontext() if self.policy.autograd_needed else torch.no_grad()
         ratios = []
         with grad_mode:
-            for batch, targets in self._minibatches(rollout, clip, loss_targets):
+            for batch, targets in self._minibatches(rollout, clip):
                 logits, values, cache = self.policy.forward_train(batch.obs)
                 grad_logits, grad_values, ratio, logratio = ppo_loss_grads(logits, values, targets)
                 self.policy.backward(cache, grad_logits, grad_values)
@@ -206,16 +206,17 @@ class PPO(OnPolicyAlgorithm):
         """Whether the epochs stop early: the KL limit (if any) was passed."""
         return self.hp.target_kl is not None and approx_kl(ratio, logratio) > self.hp.target_kl
 
-    def _minibatches(
-        self, rollout: Batch, clip: float, targets_of: Callable[..., LossTargets]
-    ) -> Iterator[tuple[Batch, LossTargets]]:
-        """Every epoch's minibatches in turn, with what their loss gradients need (`targets_of`:
-        `loss_targets` or `loss_targets_numpy`); the caller stops early by not asking for more."""
+    def _minibatches(self, rollout: Batch, clip: float) -> Iterator[tuple[Batch, LossTargets]]:
+        """Every epoch's minibatches in turn (tensors or numpy arrays, as the rollout is), with
+        what their loss gradients need (`loss_targets`); the caller stops early by not asking
+        for more."""
         hp = self.hp
         n_actions = self.info.n_actions
 
         def with_targets(batch: Batch) -> tuple[Batch, LossTargets]:
-            return batch, targets_of(batch, n_actions, clip, hp.clip_vloss, hp.ent_coef, hp.vf_coef)
+            return batch, loss_targets(
+                batch, n_actions, clip, hp.clip_vloss, hp.ent_coef, hp.vf_coef
+            )
 
         n = rollout.obs.shape[0]
         if hp.batch_size >= n:
@@ -314,7 +315,7 @@ class LossTargets(NamedTuple):
     """What the loss gradients of a minibatch need besides the network's outputs, worked out
     once per minibatch (once per update when the minibatch is the whole rollout): fewer small
     operations in each gradient step, where their per-call cost outweighs their arithmetic.
-    Tensors from `loss_targets`, numpy arrays from `loss_targets_numpy`."""
+    Tensors or numpy arrays, as the batch is."""
 
     index: torch.Tensor  # (B, 1) actions, to pick log pi(a|s)
     onehot: torch.Tensor  # (B, K) one-hot actions
@@ -337,15 +338,23 @@ def loss_targets(
     ent_coef: float,
     vf_coef: float,
 ) -> LossTargets:
-    import torch.nn.functional as F
-
+    """The `LossTargets` of a batch of tensors (for `ppo_loss_grads`) or of numpy arrays (for
+    `ppo_loss_grads_numpy`)."""
     size = batch.actions.shape[0]
-    sign = batch.advantages.sign()
+    advantages = batch.advantages
+    if isinstance(advantages, np.ndarray):
+        sign = np.sign(advantages)
+        onehot = np.eye(n_actions, dtype=advantages.dtype)[batch.actions]
+    else:
+        import torch.nn.functional as F
+
+        sign = advantages.sign()
+        onehot = F.one_hot(batch.actions, n_actions).to(advantages.dtype)
     value_scale = 2.0 * vf_coef / size
     return LossTargets(
-        index=batch.actions.unsqueeze(1),
-        onehot=F.one_hot(batch.actions, n_actions).to(batch.advantages.dtype),
-        adv_slope=batch.advantages * (-1.0 / size),
+        index=batch.actions[:, None],
+        onehot=onehot,
+        adv_slope=advantages * (-1.0 / size),
         sign=sign,
         bound=sign + clip,
         scaled_returns=batch.returns * -value_scale,
@@ -404,34 +413,6 @@ def ppo_loss_grads(
     return grad_logits, grad_values, ratio, logratio
 
 
-def loss_targets_numpy(
-    batch: Batch,
-    n_actions: int,
-    clip: float,
-    clip_vloss: bool,
-    ent_coef: float,
-    vf_coef: float,
-) -> LossTargets:
-    """`loss_targets` for a batch of numpy arrays, for `ppo_loss_grads_numpy` (which needs no
-    `index`: it picks log pi(a|s) with the one-hot actions)."""
-    size = batch.actions.shape[0]
-    sign = np.sign(batch.advantages)
-    value_scale = 2.0 * vf_coef / size
-    return LossTargets(
-        index=batch.actions[:, None],
-        onehot=np.eye(n_actions, dtype=batch.advantages.dtype)[batch.actions],
-        adv_slope=batch.advantages * np.float32(-1.0 / size),
-        sign=sign,
-        bound=sign + np.float32(clip),
-        scaled_returns=batch.returns * np.float32(-value_scale),
-        value_scale=value_scale,
-        entropy_scale=ent_coef / size,
-        batch=batch,
-        clip=clip,
-        clip_vloss=clip_vloss,
-    )
-
-
 def ppo_losses_numpy(
     logits: np.ndarray, values: np.ndarray, batch: Batch, clip: float, clip_vloss: bool
 ) -> tuple[float, float, float]:
@@ -453,8 +434,8 @@ def ppo_losses_numpy(
 def ppo_loss_grads_numpy(
     logits: np.ndarray, values: np.ndarray, t: LossTargets
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """`ppo_loss_grads` in numpy, for the numpy update (`t` from `loss_targets_numpy`): the same
-    maths (see there), and the tests hold the two to the same results."""
+    """`ppo_loss_grads` in numpy, for the numpy update (`t`: `loss_targets` of numpy arrays):
+    the same maths (see there), and the tests hold the two to the same results."""
     # ufunc reductions rather than the array methods, and the action's entry picked by the
     # one-hot (exact: one product by 1, the rest by 0), skip numpy's Python-level wrappers
     shifted = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
