@@ -50,11 +50,20 @@ def prepare(cfg: DictConfig, device: Any) -> RLTrainer:
 
 
 def _checked(cfg: DictConfig) -> tuple[type[Algorithm], EnvInfo]:
+    """The validated algorithm class and env facts of `cfg`, worked out once for the calls of
+    `runs_without_torch` and `prepare` on the same config (the env facts come from building
+    the env once)."""
+    if _last_checked and _last_checked[0] is cfg:
+        return _last_checked[1]
     check(cfg, RL_RULES)
     info = env_info(cfg.env)
     cls = algo_class(cfg)
     cls.check(cfg, info)
+    _last_checked[:] = [cfg, (cls, info)]
     return cls, info
+
+
+_last_checked: list[Any] = []  # [cfg, (cls, info)] of the last config `_checked` passed
 
 
 class RLTrainer:

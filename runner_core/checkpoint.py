@@ -64,7 +64,8 @@ def _tensors(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _tensors(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_tensors(v) for v in obj)
+        items = [_tensors(v) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
     if isinstance(obj, np.ndarray):
         return torch.from_numpy(np.require(obj, requirements="CW"))
     return obj

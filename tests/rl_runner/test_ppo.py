@@ -122,8 +122,11 @@ def test_numpy_loss_gradients_match_the_torch_ones(clip_vloss, ent_coef, n_actio
     np.testing.assert_allclose(have, [x.item() for x in want], rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("overrides", [(), ("algo.batch_size=64", "algo.norm_adv=true")],
-                         ids=["whole-rollout", "normalized"])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides",
+    [(), ("algo.norm_adv=true",), ("network.activation=relu",)],
+    ids=["tanh", "normalized", "relu"],
+)
 def test_the_three_update_paths_agree(overrides):
     """A whole update ends at the same weights and diagnostics on numpy networks, on numpy
     steps over torch parameters and on torch, from the same weights."""

@@ -1,23 +1,27 @@
 """PPO on plain MLPs and vector observations runs on numpy alone (`NUMPY_CPU`): the process never
-imports torch, yet its checkpoints are torch files that load with weights_only=True, and a resumed
-run continues them."""
+imports torch, yet its checkpoints are torch files that load with weights_only=True. (Resuming
+such runs, which reads the checkpoint with torch, is tested in runner_core/test_resume.py and
+test_cli_resume.py: PPO there runs on `NUMPY_CPU` too.)"""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from runner_core.checkpoint import load
 from tests.conftest import fast_overrides, run_cli
 
 
-def test_ppo_cartpole_runs_without_importing_torch(tmp_path):
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_ppo_cartpole_runs_without_importing_torch(tmp_path, activation):
     run_dir = tmp_path / "run"
     result = run_cli(
         "rl_runner", "algo=ppo", "env=cartpole", *fast_overrides("ppo"), "device=cpu",
-        f"hydra.run.dir={run_dir}", cwd=tmp_path, python_flags=("-X", "importtime"),
+        f"network.activation={activation}", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+        python_flags=("-X", "importtime"),
     )  # fmt: skip
     assert result.rc == 0, result.stderr[-3000:]
     imported = [

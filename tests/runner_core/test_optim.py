@@ -163,3 +163,23 @@ def test_numpy_adam_state_round_trip_and_size_check():
     np.testing.assert_array_equal(a_params.flat, b_params.flat)
     with pytest.raises(ValueError, match="holds 2 parameters, the model has 9"):
         b.load_state_dict({**a.state_dict(), "exp_avg": np.zeros(2), "exp_avg_sq": np.zeros(2)})
+
+
+def test_numpy_adam_keeps_moments_out_of_the_denormal_range():
+    """Parameters whose gradient stays 0 (dead units) have moments that would decay into denormal
+    floats; NumpyAdam flushes those below 1e-30 to 0 every 100 steps, and the others follow
+    Adam exactly."""
+    params = FlatParameters([(64,)])
+    opt = NumpyAdam(params, lr=1e-3)
+    params.grad[:] = 1.0
+    opt.step()
+    live = np.arange(64) % 2 == 0
+    tiny = np.finfo(np.float32).tiny  # the smallest normal float32
+    for step in range(2, 3001):
+        params.grad[:] = np.where(live, np.float32(np.sin(step)), 0.0)
+        opt.step()
+        for moment in (opt.exp_avg, opt.exp_avg_sq):
+            small = np.abs(moment[~live])
+            assert not ((small > 0) & (small < tiny)).any(), step
+    assert not opt.exp_avg[~live].any()  # decayed below 1e-30 and flushed
+    assert np.abs(opt.exp_avg[live]).min() > 1e-4  # live moments untouched

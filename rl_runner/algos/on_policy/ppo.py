@@ -87,12 +87,11 @@ class PPO(OnPolicyAlgorithm):
 
     @classmethod
     def runs_without_torch(cls, cfg: DictConfig, info: EnvInfo) -> bool:
-        """Plain MLPs on vector observations. Not ReLU: Adam's moments of dead units decay into
-        denormal floats, which only torch can flush to zero (see `resolve_device`)."""
+        """Plain MLPs (tanh, ReLU or sigmoid, no batchnorm or dropout) on vector observations."""
         net = cfg.network
         return (
             net.type == "mlp"
-            and net.activation in ("tanh", "sigmoid")
+            and net.activation in ("tanh", "relu", "sigmoid")
             and not net.batchnorm
             and float(net.dropout) == 0.0
             and info.obs_discrete is None
