@@ -5,6 +5,7 @@ test evaluation. Stop requests are honoured between minibatches and resume mid-e
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -16,7 +17,9 @@ from runner_core.run import Run
 from runner_core.validation import algo_class, check
 
 
-def prepare(cfg: DictConfig, device: torch.device) -> DLTrainer:
+def prepare(cfg: DictConfig, start: Callable[[bool], torch.device]) -> DLTrainer:
+    """The data set, the task and the trainer on the device `start` picks (with torch)."""
+    device = start(False)
     cls = algo_class(cfg)
     check(cfg, cls.rules)
     data = load_dataset(cfg.dataset, cfg.seed, device)

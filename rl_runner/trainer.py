@@ -11,6 +11,7 @@ import pickle
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,37 +34,19 @@ from runner_core.validation import RL_RULES, algo_class, check
 EVAL_SEED_OFFSET = 1_000_003  # evaluation envs never share seeds with training envs
 
 
-def runs_without_torch(cfg: DictConfig) -> bool:
-    """Whether the run can go on numpy alone (see `resolve_device`): the algorithm says, for this
-    config and env."""
-    cls, info = _checked(cfg)
-    return cls.runs_without_torch(cfg, info)
-
-
-def prepare(cfg: DictConfig, device: Any) -> RLTrainer:
-    """Envs, the algorithm on `device` (a torch device, or `NUMPY_CPU`), and the trainer."""
-    cls, info = _checked(cfg)
-    envs = make_vec_env(cfg.env, cfg.env.num_envs)
-    eval_envs = make_vec_env(cfg.env, min(cfg.eval.episodes, 32))
-    algo = cls(cfg, info, device, cfg.seed)
-    return RLTrainer(cfg, info, algo, envs, eval_envs)
-
-
-def _checked(cfg: DictConfig) -> tuple[type[Algorithm], EnvInfo]:
-    """The validated algorithm class and env facts of `cfg`, worked out once for the calls of
-    `runs_without_torch` and `prepare` on the same config (the env facts come from building
-    the env once)."""
-    if _last_checked and _last_checked[0] is cfg:
-        return _last_checked[1]
+def prepare(cfg: DictConfig, start: Callable[[bool], Any]) -> RLTrainer:
+    """Validate `cfg` against the env, get the device from `start` (numpy alone where the
+    algorithm says the run can go without torch, see `resolve_device`), then build the envs, the
+    algorithm and the trainer."""
     check(cfg, RL_RULES)
     info = env_info(cfg.env)
     cls = algo_class(cfg)
     cls.check(cfg, info)
-    _last_checked[:] = [cfg, (cls, info)]
-    return cls, info
-
-
-_last_checked: list[Any] = []  # [cfg, (cls, info)] of the last config `_checked` passed
+    device = start(cls.runs_without_torch(cfg, info))
+    envs = make_vec_env(cfg.env, cfg.env.num_envs)
+    eval_envs = make_vec_env(cfg.env, min(cfg.eval.episodes, 32))
+    algo = cls(cfg, info, device, cfg.seed)
+    return RLTrainer(cfg, info, algo, envs, eval_envs)
 
 
 class RLTrainer:
@@ -91,6 +74,10 @@ class RLTrainer:
         self.overhead_s = 0.0
 
     # Session protocol ---------------------------------------------------------------------------
+    @property
+    def device(self) -> Any:
+        return self.algo.device
+
     def describe(self) -> dict[str, Any]:
         return {
             "env_id": self.info.id,

@@ -29,6 +29,7 @@ class Session(Protocol):
     total: int  # budget in `unit`s (env steps, optimizer steps)
     unit: str
     objective_name: str
+    device: Any  # what it runs on (a torch device, or `NUMPY_CPU`)
 
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...

@@ -1,7 +1,8 @@
 """`train(cfg)`: the one straight data path of every run.
 
-validate -> device and seed -> the family prepares its session (env or data, model) -> open the
-run (directory, logger, checkpoints) -> fit -> summary. Returns the run's objective, so Hydra
+validate -> the family validates its part, then asks for the device (and the seeds) and
+prepares its session (env or data, model) -> open the run (directory, logger, checkpoints) -> fit
+-> summary. Returns the run's objective, so Hydra
 sweepers can optimise it.
 """
 
@@ -22,8 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from runner_core.errors import ConfigError, RunnerError
 from runner_core.validation import COMMON_RULES, check
 
-# algo.family -> the module whose `prepare(cfg, device)` builds a session for it, and whose
-# optional `runs_without_torch(cfg)` says whether the run can go on numpy alone
+# algo.family -> the module whose `prepare(cfg, start)` builds a session for it: it validates
+# the config, calls `start(torch_free)` for the device (numpy alone where `torch_free` says the
+# run can go without torch) with the RNGs seeded, and builds the session on that device
 FAMILIES: dict[str, str] = {
     "rl": "rl_runner.trainer",
     "dl": "dl_runner.trainer",
@@ -41,13 +43,14 @@ def train(cfg: DictConfig, run_dir: Path, resume: dict[str, Any] | None = None) 
     from runner_core.run import Run
     from runner_core.seeding import seed_everything
 
-    try:
-        check(cfg, COMMON_RULES)
-        family = load_family(cfg.algo.family)
-        torch_free = getattr(family, "runs_without_torch", lambda cfg: False)(cfg)
+    def start(torch_free: bool) -> Any:
         device = resolve_device(cfg.device.type, cfg.device.threads, torch_free)
         seed_everything(cfg.seed)
-        session = family.prepare(cfg, device)
+        return device
+
+    try:
+        check(cfg, COMMON_RULES)
+        session = load_family(cfg.algo.family).prepare(cfg, start)
     except RunnerError:
         if resume is None:
             discard_unstarted(run_dir)
@@ -71,7 +74,7 @@ def train(cfg: DictConfig, run_dir: Path, resume: dict[str, Any] | None = None) 
             "unit": session.unit,
             "wall_time_s": round(run.elapsed, 2),
             "seed": cfg.seed,
-            "device": str(device),
+            "device": str(session.device),
             "run_dir": str(run_dir),
             **session.describe(),
         }
