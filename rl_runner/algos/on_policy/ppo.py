@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -125,26 +125,38 @@ class PPO(OnPolicyAlgorithm):
             stats = self._update_torch(rollout, clip)
         return {**stats, "charts/learning_rate": lr, "charts/clip_coef": clip}
 
+    def _steps(self, rollout: Batch, clip: float, gradients: Callable[..., tuple]) -> tuple:
+        """The gradient steps of an update: for each minibatch of each epoch, `gradients(batch,
+        targets)` sets the gradients and gives (logits, values, ratios, log-ratios), then Adam
+        steps; the epochs stop early once the KL limit (if any) is passed. Returns the last
+        minibatch with its outputs (before its step) and the ratios of all minibatches."""
+        hp = self.hp
+        ratios = []
+        for batch, targets in self._minibatches(rollout, clip):
+            logits, values, ratio, logratio = gradients(batch, targets)
+            self.optimizer.step(max_grad_norm=hp.max_grad_norm)
+            ratios.append(ratio)
+            if hp.target_kl is not None and approx_kl(ratio, logratio) > hp.target_kl:
+                break
+        return batch, logits, values, ratio, logratio, ratios
+
     def _update_numpy(self, rollout: Batch, clip: float) -> dict[str, float]:
         """The update in numpy: gradients by `ppo_loss_grads_numpy` and the networks'
         hand-written backward, written where the optimizer steps on them."""
         actor, critic = self.numpy_nets
-        ratios = []
-        for batch, targets in self._minibatches(rollout, clip):
-            obs = batch.obs
-            logits, actor_acts = actor.forward_train(obs)
-            values, critic_acts = critic.forward_train(obs)
+
+        def gradients(batch: Batch, targets: LossTargets) -> tuple:
+            logits, actor_acts = actor.forward_train(batch.obs)
+            values, critic_acts = critic.forward_train(batch.obs)
             values = values[:, 0]
             grad_logits, grad_values, ratio, logratio = ppo_loss_grads_numpy(
                 logits, values, targets
             )
             actor.backward(actor_acts, grad_logits)
             critic.backward(critic_acts, grad_values[:, None])
-            self.optimizer.step(max_grad_norm=self.hp.max_grad_norm)
-            ratios.append(ratio)
-            if self._kl_exceeded(ratio, logratio):
-                break
-        # the last minibatch's losses, before its step
+            return logits, values, ratio, logratio
+
+        batch, logits, values, ratio, logratio, ratios = self._steps(rollout, clip, gradients)
         policy, value, entropy = ppo_losses_numpy(logits, values, batch, clip, self.hp.clip_vloss)
         all_ratios = np.concatenate(ratios)
         returns, old_values = rollout.returns, rollout.old_values
@@ -170,18 +182,15 @@ class PPO(OnPolicyAlgorithm):
         # the hand-written gradients need no autograd bookkeeping at all; other networks train
         # through autograd (see `MLP.forward_train`)
         grad_mode = nullcontext() if self.policy.autograd_needed else torch.no_grad()
-        ratios = []
-        with grad_mode:
-            for batch, targets in self._minibatches(rollout, clip):
-                logits, values, cache = self.policy.forward_train(batch.obs)
-                grad_logits, grad_values, ratio, logratio = ppo_loss_grads(logits, values, targets)
-                self.policy.backward(cache, grad_logits, grad_values)
-                self.optimizer.step(max_grad_norm=self.hp.max_grad_norm)
-                ratios.append(ratio)
-                if self._kl_exceeded(ratio, logratio):
-                    break
 
-        # the last minibatch's losses, before its step
+        def gradients(batch: Batch, targets: LossTargets) -> tuple:
+            logits, values, cache = self.policy.forward_train(batch.obs)
+            grad_logits, grad_values, ratio, logratio = ppo_loss_grads(logits, values, targets)
+            self.policy.backward(cache, grad_logits, grad_values)
+            return logits, values, ratio, logratio
+
+        with grad_mode:
+            batch, logits, values, ratio, logratio, ratios = self._steps(rollout, clip, gradients)
         all_ratios = torch.cat(ratios)
         with torch.no_grad():
             losses = ppo_losses(logits, values, batch, clip, self.hp.clip_vloss)
@@ -200,10 +209,6 @@ class PPO(OnPolicyAlgorithm):
             "clipfrac": ((all_ratios - 1.0).abs() > clip).float().mean().item(),
             "explained_variance": explained_var.item(),
         }
-
-    def _kl_exceeded(self, ratio: Any, logratio: Any) -> bool:
-        """Whether the epochs stop early: the KL limit (if any) was passed."""
-        return self.hp.target_kl is not None and approx_kl(ratio, logratio) > self.hp.target_kl
 
     def _minibatches(self, rollout: Batch, clip: float) -> Iterator[tuple[Batch, LossTargets]]:
         """Every epoch's minibatches in turn (tensors or numpy arrays, as the rollout is), with
