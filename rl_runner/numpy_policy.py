@@ -21,6 +21,17 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.add.reduce(np.exp(shifted), axis=-1, keepdims=True))
 
 
+def logits_and_values(fused: NumpyMLP) -> Forward:
+    """(logits, V(s)) from an actor and a critic computed side by side as one network
+    (`NumpyMLP.stack`), whose last output is the critic's."""
+
+    def forward(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = fused(obs)
+        return out[:, :-1], out[:, -1]
+
+    return forward
+
+
 def categorical_sampler(
     rng: np.random.Generator, forward: Forward
 ) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -79,12 +90,7 @@ class NumpyActorCritic:
         update."""
         fused = NumpyMLP.stack([self.actor, self.critic])
         assert fused is not None  # same depth and activations by construction
-
-        def forward(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            out = fused(obs)
-            return out[:, :-1], out[:, -1]
-
-        return forward
+        return logits_and_values(fused)
 
     def sampler(
         self, rng: np.random.Generator, forward: Forward | None = None

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from rl_runner.numpy_policy import categorical_sampler
+from rl_runner.numpy_policy import categorical_sampler, logits_and_values
 from runner_core.networks import NumpyMLP, build_network, linear_layers
 
 
@@ -47,12 +47,7 @@ class CategoricalActorCritic(nn.Module):
         update."""
         fused = NumpyMLP.side_by_side([self.actor, self.critic])
         if fused is not None:
-
-            def numpy_forward(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                out = fused(obs)
-                return out[:, :-1], out[:, -1]
-
-            return numpy_forward
+            return logits_and_values(fused)
         device = self.critic[0].weight.device
 
         def torch_forward(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
