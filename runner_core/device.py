@@ -18,8 +18,6 @@ class NumpyCPU:
     all have numpy code (`Algorithm.runs_without_torch`). torch is never imported in such a run:
     its import is 1-2 s, as long as training CartPole."""
 
-    type = "cpu"
-
     def __str__(self) -> str:
         return "cpu (numpy)"
 
