@@ -59,6 +59,11 @@ class DLTrainer:
             "data_stats": self.data.stats,
         }
 
+    def load_learned(self, state: dict[str, Any]) -> None:
+        """`init_from`: the model of another run's checkpoint; the optimizer, LR schedule,
+        counters and data order start fresh."""
+        self.task.stateful()["model"].load_state_dict(state["model"])
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name, obj in self.task.stateful().items():
             obj.load_state_dict(state[name])
@@ -91,6 +96,8 @@ class DLTrainer:
                     run.console.update(step, f"epoch {self.epoch + 1} loss {stats['loss']:.4f}")
                     run.step = step
                     run.poll(step)
+                    if b + 1 < self.steps_per_epoch and run.checkpoint_due(step):
+                        run.save(checkpoint.LATEST)
                 self.epoch += 1
                 self.order = None
                 self.last_val = self._validate()
@@ -104,7 +111,7 @@ class DLTrainer:
                     self.best_val = val_acc
                     if cfg.checkpoint.save_best:
                         run.save(checkpoint.BEST, {"eval": self.last_val})
-                if cfg.checkpoint.every_steps > 0:
+                if run.checkpoint_due(step) and self.epoch < cfg.algo.epochs:
                     run.save(checkpoint.LATEST)
         finally:
             run.console.stop()

@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium import spaces
 from omegaconf import DictConfig, OmegaConf
 
-from runner_core.errors import ConfigError
+from runner_core.errors import ConfigError, EnvironmentFault
 
 
 @dataclass(frozen=True)
@@ -66,15 +66,83 @@ def resolve_id(env_id: str) -> gym.envs.registration.EnvSpec:
         ) from None
 
 
-def env_info(env_cfg: DictConfig) -> EnvInfo:
-    spec = resolve_id(env_cfg.id)
-    env = gym.make(spec.id, **_make_kwargs(env_cfg))
+# gymnasium's env families that need an optional dependency -> the extra of ours that brings it
+EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco"}
+
+
+def _make(env_id: str, make: Any) -> Any:
+    """`make()` (gym.make or gym.make_vec of `env_id`), with a missing optional dependency
+    turned into a ConfigError that names what to install."""
     try:
-        return describe(
+        return make()
+    except (gym.error.DependencyNotInstalled, ImportError) as exc:
+        entry = str(gym.spec(env_id).entry_point)
+        extra = next((x for prefix, x in EXTRAS.items() if entry.startswith(prefix)), None)
+        install = (
+            f'Install it with: .venv/bin/pip install -e ".[{extra}]" (this project\'s {extra} '
+            "extra), then run again."
+            if extra
+            else "Install the package it names, then run again."
+        )
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"Environment {env_id!r} needs an optional dependency that is not installed "
+            f"({reason}). {install}"
+        ) from None
+
+
+def env_info(env_cfg: DictConfig) -> EnvInfo:
+    """The env's facts, read from one instance of it, after checking that it keeps its own
+    contract on a reset and a step (observations in its declared space, finite rewards)."""
+    spec = resolve_id(env_cfg.id)
+    env = _make(spec.id, lambda: gym.make(spec.id, **_make_kwargs(env_cfg)))
+    try:
+        info = describe(
             env.observation_space, env.action_space, spec.id, env.spec.max_episode_steps
         )
+        check_contract(env, spec.id)
+        return info
     finally:
         env.close()
+
+
+def check_contract(env: gym.Env, env_id: str) -> None:
+    """One reset and one step (a sampled action): observations must fit the declared space and
+    values be finite. A custom env that breaks this would otherwise fail deep inside the vector
+    env or the learning maths."""
+    obs, _ = env.reset(seed=0)
+    _check_observation(env.observation_space, obs, env_id, "reset()")
+    env.action_space.seed(0)
+    obs, reward, *_ = env.step(env.action_space.sample())
+    _check_observation(env.observation_space, obs, env_id, "step()")
+    if not np.isfinite(reward):
+        raise EnvironmentFault(
+            f"Environment {env_id!r} returned the reward {reward} from step(): rewards must be "
+            "finite numbers. The environment is at fault, not the learning settings."
+        )
+
+
+def _check_observation(space: spaces.Space, obs: Any, env_id: str, where: str) -> None:
+    if isinstance(space, spaces.Box):
+        shape = np.shape(obs)
+        if shape != space.shape:
+            raise EnvironmentFault(
+                f"Environment {env_id!r} declares observations of shape {space.shape} (its "
+                f"observation_space), but {where} returned one of shape {shape}. Make the two "
+                "agree in the environment's code."
+            )
+        values = np.asarray(obs)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise EnvironmentFault(
+                f"Environment {env_id!r} returned a non-finite observation from {where} "
+                f"({values.reshape(-1)[~np.isfinite(values.reshape(-1))][0]}): observations "
+                "must be finite numbers. The environment is at fault, not the learning settings."
+            )
+    elif isinstance(space, spaces.Discrete) and not space.contains(np.int64(obs)):
+        raise EnvironmentFault(
+            f"Environment {env_id!r} declares {space} observations, but {where} returned "
+            f"{obs!r}. Make the two agree in the environment's code."
+        )
 
 
 def describe(
@@ -124,7 +192,10 @@ def make_vec_env(env_cfg: DictConfig, num_envs: int) -> gym.vector.VectorEnv:
         )
     kwargs = _make_kwargs(env_cfg)
     try:
-        envs = gym.make_vec(spec.id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+        envs = _make(
+            spec.id,
+            lambda: gym.make_vec(spec.id, num_envs=num_envs, vectorization_mode=mode, **kwargs),
+        )
     except TypeError as exc:
         raise ConfigError(
             f"Environment {spec.id!r} rejected its arguments (env.kwargs / env.max_episode_steps): "
@@ -160,13 +231,55 @@ def set_env_rng_states(envs: gym.vector.VectorEnv, states: list[dict[str, Any]])
             rng.bit_generator.state = state
 
 
+def _vector_call(envs: gym.vector.VectorEnv, call: Any, what: str) -> Any:
+    """`call()`, a vector env's reset or step, with the error it raises when a sub-env's
+    observation does not fit the declared space turned into one that says so."""
+    try:
+        return call()
+    except ValueError as exc:
+        if "shape" not in str(exc) and "broadcast" not in str(exc):
+            raise
+        env_id = envs.spec.id if envs.spec is not None else type(envs.unwrapped).__name__
+        raise EnvironmentFault(
+            f"Environment {env_id!r} returned an observation from {what} that does not fit "
+            f"its declared observation space {envs.single_observation_space} ({exc}). Make "
+            "the two agree in the environment's code."
+        ) from None
+
+
+def check_finite_step(
+    envs: gym.vector.VectorEnv, obs: np.ndarray, reward: np.ndarray, step: int | None
+) -> None:
+    """Raise EnvironmentFault if a sub-env returned a NaN or infinite observation or reward.
+    The test is one float64 sum (finite float32 values cannot overflow it), ~1 us a step; the
+    diagnosis runs only when it fails."""
+    total = np.add.reduce(reward, axis=None, dtype=np.float64)
+    if obs.dtype.kind == "f":
+        total += np.add.reduce(obs, axis=None, dtype=np.float64)
+    if math.isfinite(total):
+        return
+    env_id = envs.spec.id if envs.spec is not None else type(envs.unwrapped).__name__
+    for name, values in (("observation", obs), ("reward", reward)):
+        flat = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+        bad = ~np.isfinite(flat)
+        if bad.any():
+            sub = int(np.flatnonzero(bad.any(axis=1))[0])
+            value = flat[sub][bad[sub]][0]
+            raise EnvironmentFault(
+                f"Environment {env_id!r} returned a non-finite {name} ({value}) "
+                f"{'during an evaluation' if step is None else f'at env step {step:,}'} "
+                f"(sub-env {sub}). The environment is at fault, not the learning "
+                "settings: observations and rewards must be finite numbers."
+            )
+
+
 class EnvStepper:
     """Steps a vector env, counts env steps and records finished episodes."""
 
     def __init__(self, envs: gym.vector.VectorEnv, seed: int, step: int = 0) -> None:
         self.envs = envs
         self.num_envs = envs.num_envs
-        self.obs, _ = envs.reset(seed=seed)
+        self.obs, _ = _vector_call(envs, lambda: envs.reset(seed=seed), "reset()")
         self.step_count = step
         self.reset_next = np.zeros(self.num_envs, dtype=bool)  # the next step only resets
         self.ep_return = np.zeros(self.num_envs, dtype=np.float64)
@@ -180,8 +293,12 @@ class EnvStepper:
         """Returns (next_obs, reward, terminated, truncated, valid); `valid` is False for the
         reset steps that follow an episode's end."""
         valid = ~self.reset_next
-        next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
+        envs = self.envs
+        next_obs, reward, terminated, truncated, _ = _vector_call(
+            envs, lambda: envs.step(actions), "step()"
+        )
         self.step_count += self.num_envs
+        check_finite_step(envs, next_obs, reward, self.step_count)
         done = terminated | truncated
         self.ep_return += reward
         self.ep_length += valid
@@ -240,6 +357,7 @@ def evaluate(
     # operations per step and leaves per-episode work to the steps where an episode ends
     while remaining > 0:
         obs, reward, terminated, truncated, _ = envs.step(policy(obs))
+        check_finite_step(envs, obs, reward, None)
         np.add(ep_return, reward, out=ep_return, where=live)
         np.add(ep_len, live, out=ep_len)
         done = ended = terminated | truncated

@@ -8,9 +8,11 @@ import contextlib
 import math
 import os
 import pickle
+import select
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +34,7 @@ from runner_core.run import Run
 from runner_core.validation import RL_RULES, algo_class, check
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation envs never share seeds with training envs
+STOP_WAIT_S = 10.0  # on SIGINT/SIGTERM, how long a background evaluation may still take
 
 
 def prepare(cfg: DictConfig, start: Callable[[bool], Any]) -> RLTrainer:
@@ -98,6 +101,11 @@ class RLTrainer:
             "env_rng": env_rng_states(self.envs),
         }
 
+    def load_learned(self, state: dict[str, Any]) -> None:
+        """`init_from`: the networks, normalizer statistics and stored replay buffer of another
+        run's checkpoint; everything else starts fresh."""
+        self.algo.load_learned(state["algo"])
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.algo.load_state_dict(state["algo"])
         self.best_eval = float(state["best_eval"])
@@ -117,7 +125,6 @@ class RLTrainer:
         if self._env_rng:
             set_env_rng_states(self.envs, self._env_rng)
         self._eval_due = run.every(cfg.eval.every_steps, run.step)
-        self._ckpt_due = run.every(cfg.checkpoint.every_steps, run.step)
         self._start_step, self._start_time = run.step, time.time()
         self._log_every = cfg.logger.log_every_updates
         run.console.start(self.total, self.unit, run.step)
@@ -209,11 +216,13 @@ class RLTrainer:
                 self._start_evaluation()
             else:
                 self.evaluate()
-        if self._ckpt_due(step) and not self.done:
+        if self.run.checkpoint_due(step) and not self.done:
             self._collect_evaluation()  # a checkpoint holds every evaluation before it
             self.run.step = step
             self.run.save(checkpoint.LATEST)
-        self.run.poll(step)
+        if self.run.stop_requested:
+            self._collect_evaluation(stopping=True)
+            self.run.poll(step)
 
     def evaluate(self) -> dict[str, float]:
         """Evaluate the policy as it is now, in this process."""
@@ -269,7 +278,9 @@ class RLTrainer:
     def _start_evaluation(self) -> None:
         self._collect_evaluation()
         step = self.step
-        self.run.logger.flush()  # the child inherits empty write buffers: it writes no logs
+        # the child inherits empty write buffers and writes no logs; a best.pt it writes holds
+        # the metrics mark of this moment, not of when it finishes
+        mark = self.run.logger.mark()
         read_fd, write_fd = os.pipe()
         try:
             pid = os.fork()
@@ -279,14 +290,19 @@ class RLTrainer:
             self.evaluate()
             return
         if pid == 0:
-            self._child_evaluation(step, read_fd, write_fd)  # does not return
+            self._child_evaluation(step, mark, read_fd, write_fd)  # does not return
         os.close(write_fd)
         self._pending = (pid, read_fd, step)
 
-    def _child_evaluation(self, step: int, read_fd: int, write_fd: int) -> None:
+    def _child_evaluation(
+        self, step: int, mark: dict[str, Any], read_fd: int, write_fd: int
+    ) -> None:
         os.close(read_fd)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        # SIGINT and SIGTERM are the parent's to handle, also when sent to the whole process
+        # group (Ctrl-C, `timeout`, a cluster scheduler): the parent waits for this evaluation,
+        # or ends it, before it writes its checkpoint
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             result = self._play_evaluation()
             message = ("ok", result, time.time())
@@ -296,33 +312,64 @@ class RLTrainer:
                 self.last_eval = {**result, "step": step}
                 self.best_eval = result["eval/mean_return"]
                 self._last_eval_logged = False
-                self._save_best(step, result)
+                self.run.step = step
+                self.run.save(checkpoint.BEST, {"eval": result}, mark=mark)
+        except OSError as exc:  # e.g. a full disk while writing best.pt: the parent reports it
+            message = ("oserror", (exc.errno, exc.strerror, exc.filename), None)
         except BaseException as exc:  # reported by the parent
-            message = ("error", f"{type(exc).__name__}: {exc}", None)
-        with os.fdopen(write_fd, "wb") as pipe:
+            message = ("error", traceback.format_exc() or f"{type(exc).__name__}: {exc}", None)
+        with contextlib.suppress(OSError), os.fdopen(write_fd, "wb") as pipe:
             pipe.write(pickle.dumps(message))
         os._exit(0)
 
-    def _collect_evaluation(self) -> None:
-        """Wait for the background evaluation, if one is running, and record it."""
+    def _collect_evaluation(self, stopping: bool = False) -> None:
+        """Wait for the background evaluation, if one is running, and record it.
+
+        A child that ended without a result (killed, e.g. by the out-of-memory killer) costs
+        that one evaluation, with a warning. When the run is stopping, nothing the child does
+        stops the parent from writing its checkpoint: the wait is bounded (`STOP_WAIT_S`, then
+        the child is ended) and a failed evaluation is only reported."""
         if self._pending is None:
             return
         pid, read_fd, step = self._pending
         self._pending = None
-        with os.fdopen(read_fd, "rb") as pipe:
-            data = pipe.read()
-        os.waitpid(pid, 0)
+        try:
+            if stopping and not select.select([read_fd], [], [], STOP_WAIT_S)[0]:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            with os.fdopen(read_fd, "rb") as pipe:
+                data = pipe.read()
+        finally:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
         try:
             status, payload, finished = pickle.loads(data)
-        except Exception:  # nothing or a part: the child died before it could report
-            status, payload, finished = "error", "its process ended without a result", None
-        if status != "ok":
-            raise RuntimeError(f"The evaluation at step {step:,} failed: {payload}")
-        self._record_evaluation(step, payload, finished, save_best=False)
+        except Exception:  # nothing or a part: the child ended before it could report
+            status, payload, finished = "lost", None, None
+        if status == "ok":
+            self._record_evaluation(step, payload, finished, save_best=False)
+            return
+        if status == "oserror" and not stopping:
+            code, reason, filename = payload
+            raise OSError(code, reason, filename)
+        if status == "error" and not stopping:
+            raise RuntimeError(f"The evaluation at step {step:,} failed:\n{payload}")
+        why = "its process ended without a result" if status == "lost" else "it failed"
+        self.run.console.info(
+            f"Warning: the background evaluation at step {step:,} is lost ({why}); the next "
+            "evaluation is unaffected."
+        )
 
     def _finish_evaluation(self) -> None:
-        """On the way out of `fit` (an interrupt or an error): record a background evaluation
-        still running if it succeeds, so the checkpoint written next holds it."""
+        """On the way out of `fit`, normal or not: a background evaluation still running is
+        recorded if it succeeds (so the checkpoint written next holds it), and never outlives
+        the run."""
         if self._pending is not None:
-            with contextlib.suppress(RuntimeError):
-                self._collect_evaluation()
+            pid = self._pending[0]
+            try:
+                self._collect_evaluation(stopping=True)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                raise

@@ -8,8 +8,11 @@ format; one with tensors by `torch.save`, its numpy arrays turned into tensors. 
 from __future__ import annotations
 
 import os
+import struct
 import sys
 import tempfile
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,14 @@ from runner_core.errors import CheckpointError
 FORMAT = "rl_runner.checkpoint/1"
 CHECKPOINT_DIR = "checkpoints"
 LATEST, BEST, FINAL = "latest.pt", "best.pt", "final.pt"
+PREVIOUS = "previous.pt"  # the latest.pt before the last one: a fallback if latest.pt is damaged
+FILE_MODE = 0o644  # mkstemp creates files 0600; checkpoints are readable like the run's other files
 
 
-def save_atomic(state: dict[str, Any], path: Path) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over the target."""
+def save_atomic(state: dict[str, Any], path: Path, keep_previous: bool = False) -> None:
+    """Write to a temp file in the same directory, fsync, then rename over the target: at every
+    moment the target is either the old complete file or the new complete file. With
+    `keep_previous` the old file is first renamed to `previous.pt`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -32,6 +39,9 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
             _write({"format": FORMAT, **state}, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
+        if keep_previous and path.exists():
+            os.replace(path, path.with_name(PREVIOUS))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -71,14 +81,38 @@ def _tensors(obj: Any) -> Any:
     return obj
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Load one of our checkpoints, or explain why the file is not one."""
+def verify(path: Path) -> None:
+    """Check a checkpoint's integrity with the CRC-32 that its zip archive stores for every
+    member (torch's format and ours are zip files): a flipped or truncated byte is found before
+    anything is loaded."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, struct.error) as exc:
+        raise CheckpointError(
+            f"Checkpoint '{path}' is damaged: it is not a complete zip archive ({exc})."
+        ) from None
+    except OSError as exc:
+        raise CheckpointError(
+            f"Checkpoint '{path}' cannot be read: {exc.strerror or exc}."
+        ) from None
+    if bad is not None:
+        raise CheckpointError(
+            f"Checkpoint '{path}' is damaged: the CRC-32 stored for its member {bad!r} does not "
+            "match the data (flipped or overwritten bytes)."
+        )
+
+
+def load(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """Load one of our checkpoints after verifying its integrity, or explain why the file is
+    not one."""
     import torch
 
     if not path.is_file():
         raise CheckpointError(f"Checkpoint '{path}' does not exist.")
+    verify(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # torch raises many types for a damaged or foreign file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
@@ -95,28 +129,50 @@ def load(path: Path) -> dict[str, Any]:
     return state
 
 
-def resolve_resume_target(target: str) -> tuple[Path, Path]:
-    """`resume=` accepts a run directory (its latest checkpoint) or a checkpoint file.
-    Returns (run_dir, checkpoint_file)."""
-    path = Path(target).expanduser()
-    if path.is_dir():
-        ckpt = path / CHECKPOINT_DIR / LATEST
-        if not ckpt.is_file():
-            ckpt_final = path / CHECKPOINT_DIR / FINAL
-            if ckpt_final.is_file():
-                ckpt = ckpt_final
-            else:
-                raise CheckpointError(
-                    f"resume={target!r}: the directory has no {CHECKPOINT_DIR}/{LATEST}; it is "
-                    "not a run directory of this runner, or the run stopped before its first "
-                    "checkpoint."
-                )
-        return path, ckpt
-    if path.is_file():
-        run_dir = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
-        return run_dir, path
-    raise CheckpointError(
-        f"resume={target!r}: no such run directory or checkpoint file. Pass a run directory "
-        "under outputs/ (e.g. resume=outputs/2026-01-01/12-00-00_ppo_cartpole) or a .pt file "
-        f"in its {CHECKPOINT_DIR}/ folder."
-    )
+@dataclass
+class Found:
+    """The newest complete checkpoint of a run directory, and the newer ones that were damaged."""
+
+    path: Path
+    state: dict[str, Any]
+    damaged: list[str]  # one message per damaged checkpoint that was newer (or unordered)
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+
+def order(state: dict[str, Any]) -> tuple[int, float]:
+    """Which of two checkpoints of one run is newer: the later step, then the later write (the
+    run's wall time at the save, which only grows across a run and its resumptions)."""
+    return int(state["step"]), float(state.get("elapsed", 0.0))
+
+
+def newest(run_dir: Path) -> Found:
+    """The newest checkpoint of `run_dir` that is complete and intact, whatever its name."""
+    folder = run_dir / CHECKPOINT_DIR
+    files = sorted(folder.glob("*.pt")) if folder.is_dir() else []
+    good: list[tuple[tuple[int, float], Path, dict[str, Any]]] = []
+    damaged: dict[Path, str] = {}
+    for path in files:
+        try:
+            state = load(path, mmap=True)
+        except CheckpointError as err:
+            damaged[path] = str(err)
+            continue
+        good.append((order(state), path, state))
+    if not good:
+        why = " ".join(damaged.values())
+        raise CheckpointError(
+            f"Run directory '{run_dir}' has no complete checkpoint to resume from"
+            + (
+                f": {why}"
+                if why
+                else " (the run stopped before its first checkpoint was written;"
+                " checkpoint.every_minutes and checkpoint.every_steps set how often one is)."
+            )
+        )
+    good.sort(key=lambda item: item[0], reverse=True)
+    _, path, state = good[0]
+    # a damaged file may have been the newest: say so, whatever its name
+    return Found(path, state, list(damaged.values()))

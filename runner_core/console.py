@@ -3,6 +3,7 @@ a terminal), a summary table at the end. Everything printed also goes to the run
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -40,6 +41,14 @@ def _tree(cfg: DictConfig) -> Tree:
     return tree
 
 
+class _LogFile(logging.FileHandler):
+    """train.log. It copies the console: when it cannot be written (a full disk) the run goes
+    on, and the error that matters is reported where the run's own files fail."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 class Console:
     """mode: rich (live bar), plain (a line every few seconds), off (errors only)."""
 
@@ -54,7 +63,7 @@ class Console:
         self._log.setLevel(logging.INFO)
         self._handler: logging.Handler | None = None
         if run_dir is not None:
-            self._handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
+            self._handler = _LogFile(run_dir / LOG_FILE, encoding="utf-8")
             self._handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
             self._log.addHandler(self._handler)
         self._progress: Progress | None = None
@@ -77,6 +86,11 @@ class Console:
         self._log.info(message)
         if self.mode != "off":
             self.out.print(message, soft_wrap=True)
+
+    def record(self, message: str) -> None:
+        """Write `message` to train.log only (what the entrypoint prints itself, e.g. why the
+        run stopped)."""
+        self._log.info(message)
 
     def config(self, cfg: DictConfig) -> None:
         self._log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
@@ -163,5 +177,6 @@ class Console:
         self.stop()
         if self._handler is not None:
             self._log.removeHandler(self._handler)
-            self._handler.close()
+            with contextlib.suppress(OSError):  # see `_LogFile`
+                self._handler.close()
             self._handler = None

@@ -12,38 +12,142 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
+import math
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
 import hydra
+import yaml
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from runner_core.errors import ConfigError, Interrupted, RunnerError
+from runner_core.errors import (
+    CheckpointError,
+    ConfigError,
+    Interrupted,
+    RunnerError,
+    StorageError,
+)
+from runner_core.rundir import is_storage_error, storage_message
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-RESUME_OVERRIDABLE = ("logger.",)  # keys that do not change results
+# keys a resume may override: they do not change results
+RESUME_OVERRIDABLE = ("logger.", "checkpoint.every_steps=", "checkpoint.every_minutes=")
 TASK_NOTE = "(raised while running the task)"  # marks a bug's exception, as opposed to bad input
 
 
 def _task(cfg: DictConfig) -> float:
+    """One job: own its directory (a fresh one: see `runner_core.rundir`), record the config in
+    .hydra/ there, train. In a --multirun sweep a failed job is recorded in its directory
+    (failed.json) and the sweep goes on; `_main` reports the failures at the end."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
+    from runner_core.rundir import claim
     from runner_core.train import train
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    proposed = Path(hydra_cfg.runtime.output_dir)
+    job_dir = proposed
     try:
-        return train(cfg, run_dir)
+        try:
+            owner = claim(proposed, fresh=True, rename_if_taken=not _dir_chosen(hydra_cfg))
+            job_dir = owner.path
+            write_hydra_files(owner.path, cfg)
+        except OSError as exc:
+            raise StorageError(storage_message(exc, "Cannot write the run directory")) from None
+        return train(cfg, owner, keep_if_refused=multirun)
     except RunnerError as err:
+        if multirun and not isinstance(err, Interrupted):
+            record_failure(job_dir, str(err), type(err).__name__)
+            print(f"Error in job {hydra_cfg.job.num}: {err}", file=sys.stderr, flush=True)
+            return math.nan
         fail(err)
         raise AssertionError("unreachable") from None
     except Exception as exc:  # a bug, not bad input: keep its traceback (see `_main`)
+        if multirun:  # the other jobs still run; this one's traceback goes to its directory
+            trace = traceback.format_exc()
+            record_failure(job_dir, trace.strip().splitlines()[-1], type(exc).__name__, trace)
+            print(trace, file=sys.stderr, flush=True)
+            return math.nan
         exc.add_note(TASK_NOTE)
         raise
+
+
+def _dir_chosen(hydra_cfg: Any) -> bool:
+    """Whether the user named the run's directory (then a taken one is refused, not renamed)."""
+    keys = ("hydra.run.dir=", "hydra.sweep.dir=", "hydra.sweep.subdir=")
+    return any(str(o).startswith(keys) for o in hydra_cfg.overrides.hydra)
+
+
+def write_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
+    """.hydra/config.yaml, hydra.yaml and overrides.yaml, as Hydra writes them, but only once the
+    directory is this run's (conf/hydra/default.yaml turns Hydra's own copy off: Hydra would
+    write it before the run could refuse a directory that holds another run)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    # a plain copy, without the read-only flags Hydra sets on parts of it
+    hydra_root = OmegaConf.create(OmegaConf.to_container(HydraConfig.instance().cfg))
+    hydra_root.hydra.runtime.output_dir = str(run_dir)
+    hydra_root.hydra.output_subdir = HYDRA_SUBDIR
+    folder = run_dir / HYDRA_SUBDIR
+    folder.mkdir(exist_ok=True)
+    for name, node in (
+        ("config.yaml", cfg),
+        ("hydra.yaml", hydra_root),
+        ("overrides.yaml", hydra_root.hydra.overrides.task),
+    ):
+        (folder / name).write_text(OmegaConf.to_yaml(node), encoding="utf-8")
+
+
+HYDRA_SUBDIR = ".hydra"
+FAILED_FILE = "failed.json"
+FAILED_JOBS: list[dict[str, Any]] = []  # the jobs of this process's sweep that failed
+
+
+def record_failure(job_dir: Path, error: str, kind: str, trace: str | None = None) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    record = {
+        "job": int(hydra_cfg.job.num),
+        "overrides": list(hydra_cfg.overrides.task),
+        "error": error,
+        "kind": kind,
+        "run_dir": str(job_dir),
+    }
+    FAILED_JOBS.append(record)
+    with contextlib.suppress(OSError):
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / FAILED_FILE).write_text(
+            json.dumps({**record, "traceback": trace}, indent=2) + "\n", encoding="utf-8"
+        )
+
+
+def report_failed_jobs() -> None:
+    """After a --multirun: name the jobs that failed and exit 1 (the others ran to the end)."""
+    if not FAILED_JOBS:
+        return
+    lines = [
+        f"  #{job['job']} ({' '.join(job['overrides']) or 'no overrides'}): {job['error']}"
+        for job in FAILED_JOBS
+    ]
+    FAILED_JOBS.clear()
+    print(
+        f"{len(lines)} job(s) of the sweep failed; the others ran to completion. Each failed "
+        f"job's directory holds its {FAILED_FILE}:\n" + "\n".join(lines),
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.exit(1)
 
 
 def fail(err: RunnerError) -> None:
@@ -52,33 +156,108 @@ def fail(err: RunnerError) -> None:
     sys.exit(err.exit_code)
 
 
-def _resume(target: str, others: list[str]) -> float:
+def _resume(target: str, others: list[str]) -> None:
+    """`resume=<run dir>`: continue the run in place from its newest complete checkpoint, with
+    the config saved in it. A checkpoint file is accepted only if it is that newest one."""
     from omegaconf import OmegaConf
 
     from runner_core import checkpoint
-    from runner_core.train import train
+    from runner_core.rundir import claim
+    from runner_core.train import SUMMARY_FILE, train
+    from runner_core.validation import COMMON_RULES, check
 
     bad = [a for a in others if not a.startswith(RESUME_OVERRIDABLE)]
     if bad:
         raise ConfigError(
             f"resume={target!r} continues a run with the config saved in its checkpoint, so only "
             f"{', '.join(p + '*' for p in RESUME_OVERRIDABLE)} may be overridden (got "
-            f"{' '.join(bad)}). Start a new run to change anything else."
+            f"{' '.join(bad)}). To change anything else, start a new run from one of its "
+            "checkpoints with init_from=<checkpoint> and your overrides."
         )
-    run_dir, ckpt = checkpoint.resolve_resume_target(target)
-    state = checkpoint.load(ckpt)
-    cfg = OmegaConf.create(state["config"])
-    cfg.resume = target
-    OmegaConf.set_struct(cfg, True)
+    path = Path(target).expanduser().absolute()
+    if path.is_file():
+        if path.parent.name != checkpoint.CHECKPOINT_DIR:
+            raise ConfigError(
+                f"resume={target!r} is a file outside a run's {checkpoint.CHECKPOINT_DIR}/ "
+                "folder: resume= continues a run in its own directory. To start a new run from "
+                f"this checkpoint, use init_from={target}."
+            )
+        run_dir = path.parent.parent
+    elif path.is_dir():
+        run_dir = path
+    else:
+        raise CheckpointError(
+            f"resume={target!r}: no such run directory or checkpoint file. Pass a run directory "
+            "under outputs/ (e.g. resume=outputs/2026-01-01/12-00-00_ppo_cartpole)."
+        )
+    owner = claim(run_dir, fresh=False)  # before reading: no other process may be writing it
     try:
-        # Hydra's override grammar, as for a fresh run (a plain dotlist would read `off` as false)
-        from hydra.core.override_parser.overrides_parser import OverridesParser
+        found = checkpoint.newest(run_dir)
+        if path.is_file() and path != found.path.absolute():
+            _check_newest(path, found)
+        for message in found.damaged:
+            print(f"Warning: {message} Continuing from the newest intact one.", file=sys.stderr)
+        state = found.state
+        cfg = OmegaConf.create(state["config"])
+        cfg.resume = target
+        # keys that checkpoints of earlier versions lack, with the behaviour those versions had
+        cfg.setdefault("init_from", None)
+        cfg.checkpoint.setdefault("every_minutes", 0)
+        OmegaConf.set_struct(cfg, True)
+        try:
+            # Hydra's override grammar, as for a fresh run (a plain dotlist would read `off` as
+            # false)
+            from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        for override in OverridesParser.create().parse_overrides(others):
-            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
-    except Exception as exc:
-        raise ConfigError(f"Cannot apply {' '.join(others)} to the resumed config: {exc}") from None
-    return train(cfg, run_dir, resume=state)
+            for override in OverridesParser.create().parse_overrides(others):
+                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
+        except Exception as exc:
+            raise ConfigError(
+                f"Cannot apply {' '.join(others)} to the resumed config: {exc}"
+            ) from None
+        check(cfg, COMMON_RULES)
+        summary = run_dir / SUMMARY_FILE
+        if summary.is_file() and _finished(summary, found.step):
+            print(
+                f"Run {run_dir} has finished (step {found.step:,}, {SUMMARY_FILE}); nothing to "
+                "resume, and nothing was changed. To train it further, start a new run from it: "
+                f"init_from={found.path} with a larger budget."
+            )
+            owner.release()
+            return
+        state["loaded_from"] = str(found.path.relative_to(run_dir))
+    except BaseException:
+        owner.release()
+        raise
+    train(cfg, owner, resume=state)
+
+
+def _check_newest(path: Path, found: Any) -> None:
+    """Refuse `resume=<older checkpoint>`: continuing from it would cut the run's later history."""
+    from runner_core import checkpoint
+
+    try:
+        older = checkpoint.load(path, mmap=True)
+    except CheckpointError as err:
+        raise CheckpointError(
+            f"{err} resume=<run dir> continues from the newest intact checkpoint, "
+            f"{found.path.name} (step {found.step:,})."
+        ) from None
+    if checkpoint.order(older) < checkpoint.order(found.state):
+        raise ConfigError(
+            f"resume={path} names a checkpoint at step {int(older['step']):,}, but the run's "
+            f"newest is {found.path.name} at step {found.step:,}. resume= continues a run in place "
+            "from its newest state; from an older one it would cut the history recorded after "
+            f"it. To start again from {path.name}, make a new run from it: init_from={path} "
+            "(the original run is left as it is)."
+        )
+
+
+def _finished(summary: Path, step: int) -> bool:
+    try:
+        return int(json.loads(summary.read_text(encoding="utf-8"))["global_step"]) <= step
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def help_text(config_name: str, overrides: list[str]) -> str:
@@ -152,7 +331,8 @@ def _main(config_name: str) -> None:
         try:
             print(help_text(config_name, overrides), end="")
         except Exception as exc:  # a bad override: Hydra's message, without its traceback
-            print(f"Error: {one_paragraph(exc)}", file=sys.stderr)
+            message = yaml_error(exc) if isinstance(exc, yaml.YAMLError) else one_paragraph(exc)
+            print(f"Error: {message}", file=sys.stderr)
             sys.exit(2)
         return
     resume = [a for a in args if a.startswith("resume=") and a.split("=", 1)[1] not in ("", "null")]
@@ -170,13 +350,39 @@ def _main(config_name: str) -> None:
     skip_mode_probe()
     try:
         hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(_task)()
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError, OSError) as exc:
         if show_full_errors or TASK_NOTE in getattr(exc, "__notes__", ()):
             raise
-        print(f"Error: {one_paragraph(exc)}", file=sys.stderr)
+        if isinstance(exc, OSError) and not isinstance(exc, HydraException):  # Hydra's mkdir
+            if not is_storage_error(exc):
+                raise
+            print(f"Error: {storage_message(exc, 'Cannot create the run directory')}",
+                  file=sys.stderr)  # fmt: skip
+            sys.exit(StorageError.exit_code)
+        message = yaml_error(exc) if isinstance(exc, yaml.YAMLError) else one_paragraph(exc)
+        print(f"Error: {message}", file=sys.stderr)
         sys.exit(2)
     finally:
         discard_refused_sweeps()
+    report_failed_jobs()
+
+
+def yaml_error(exc: Exception) -> str:
+    """A malformed YAML file (conf/ or a --config-dir) as one paragraph: file, line, problem."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = (
+        " ".join(
+            str(part)
+            for part in (getattr(exc, "context", None), getattr(exc, "problem", None))
+            if part
+        )
+        or str(exc).splitlines()[0]
+    )
+    where = f"'{mark.name}', line {mark.line + 1}, column {mark.column + 1}" if mark else "a file"
+    return (
+        f"The YAML file {where} is malformed: {problem}. Fix that file (or take it out of the "
+        "config directory) and run again."
+    )
 
 
 # sweep directories that this process's --multirun creates, each with the missing folders above

@@ -20,6 +20,20 @@ class DeviceError(RunnerError):
     """The requested device is not available on this machine."""
 
 
+class StorageError(RunnerError):
+    """The run's files cannot be written (a full disk, a read-only or unwritable location); what
+    was already on disk is intact."""
+
+    exit_code = 4
+
+
+class EnvironmentFault(RunnerError):
+    """The environment broke its own contract: observations that do not fit its declared space,
+    NaN or infinite observations or rewards."""
+
+    exit_code = 3
+
+
 class NonFiniteError(RunnerError):
     """A loss became NaN or infinite; the run stops before anything is checkpointed."""
 

@@ -6,22 +6,32 @@ Algorithms return dicts of floats; only this module writes them anywhere. Tag na
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
 
+from runner_core.errors import CheckpointError
 from runner_core.events import EventFile, hparams_summaries, scalars_summary, text_summary
 
 METRICS_FILE = "metrics.jsonl"
 WALL_CLOCK_KEYS = ("wall_time", "charts/sps")  # differ between otherwise identical runs
 
 
+TAIL_BYTES = 256  # how much of metrics.jsonl before a checkpoint's mark the checkpoint keeps
+
+
 class MetricLogger:
-    """Writes scalars with their step. On resume it truncates metrics.jsonl to the checkpoint's
-    byte offset and tells TensorBoard to purge later events, so curves continue without gaps or
-    duplicated steps even after a hard kill."""
+    """Writes scalars with their step.
+
+    Every checkpoint stores a mark of metrics.jsonl (`mark()`: its size and its last bytes at that
+    moment, after flushing TensorBoard's events too). On resume `reconcile` cuts back exactly
+    what the run wrote after its checkpoint, and TensorBoard is told to purge later events, so
+    curves continue without gaps or duplicated steps even after a hard kill. A file that no
+    longer matches the mark is never cut or padded: the resume is refused instead."""
 
     def __init__(
         self,
@@ -29,20 +39,15 @@ class MetricLogger:
         tensorboard: bool = True,
         jsonl: bool = True,
         resume_step: int | None = None,
-        resume_offset: int | None = None,
     ) -> None:
         self.run_dir = run_dir
+        self.path = run_dir / METRICS_FILE
         self._start = time.time()
+        self.wall_time_before = 0.0  # wall time of the run's earlier segments (resumed runs)
         self._events: EventFile | None = None
         if tensorboard:
             self._events = EventFile(run_dir, purge_step=resume_step)
-        self._jsonl = None
-        if jsonl:
-            path = run_dir / METRICS_FILE
-            if resume_offset is not None and path.exists():
-                with path.open("r+b") as f:
-                    f.truncate(resume_offset)
-            self._jsonl = path.open("a", encoding="utf-8")
+        self._jsonl = self.path.open("a", encoding="utf-8") if jsonl else None
         self.last: dict[str, float] = {}
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -55,7 +60,7 @@ class MetricLogger:
         if self._jsonl is not None:
             record: dict[str, Any] = {
                 "step": step,
-                "wall_time": round(time.time() - self._start, 4),
+                "wall_time": round(self.wall_time_before + time.time() - self._start, 4),
             }
             record.update({k: (v if math.isfinite(v) else str(v)) for k, v in clean.items()})
             self._jsonl.write(json.dumps(record) + "\n")
@@ -74,12 +79,12 @@ class MetricLogger:
         for tag, value in metrics.items():
             self._events.add_summary(scalars_summary({tag: value}))
 
-    def offset(self) -> int:
-        """Bytes of metrics.jsonl written so far (stored in checkpoints)."""
-        if self._jsonl is None:
-            return 0
-        self._jsonl.flush()
-        return self._jsonl.tell()
+    def mark(self) -> dict[str, Any]:
+        """Flush everything logged so far (metrics.jsonl and TensorBoard) and describe
+        metrics.jsonl as it now is on disk: {"offset": its size, "tail": its last bytes, hex}.
+        Whether or not this run writes the file (logger.jsonl), the mark is of the file."""
+        self.flush()
+        return file_mark(self.path)
 
     def flush(self) -> None:
         if self._events is not None:
@@ -88,12 +93,70 @@ class MetricLogger:
             self._jsonl.flush()
 
     def close(self) -> None:
-        if self._events is not None:
-            self._events.close()
-            self._events = None
-        if self._jsonl is not None:
-            self._jsonl.close()
-            self._jsonl = None
+        """Flush and close; on an error the files are closed anyway and the first error raised."""
+        error: BaseException | None = None
+        for name in ("_events", "_jsonl"):
+            handle = getattr(self, name)
+            setattr(self, name, None)
+            if handle is None:
+                continue
+            try:
+                handle.close()
+            except OSError as exc:
+                error = error or exc
+                if name == "_jsonl":  # closing failed in its flush: drop the unwritable buffer
+                    with contextlib.suppress(OSError):
+                        os.close(handle.fileno())
+        if error is not None:
+            raise error
+
+
+def file_mark(path: Path) -> dict[str, Any]:
+    """The size of `path` and its last `TAIL_BYTES` bytes (hex); zero and empty if missing."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return {"offset": 0, "tail": ""}
+    try:
+        size = os.fstat(fd).st_size
+        start = max(0, size - TAIL_BYTES)
+        return {"offset": size, "tail": os.pread(fd, size - start, start).hex()}
+    finally:
+        os.close(fd)
+
+
+def reconcile(path: Path, mark: dict[str, Any] | None, step: int) -> str | None:
+    """Before a run resumes from a checkpoint: cut `path` (metrics.jsonl) back to the
+    checkpoint's mark, removing only the lines the run wrote after that checkpoint. Refuses
+    (CheckpointError) if the file no longer matches the mark: shorter than it was, or different
+    in the bytes just before the mark. Never pads. Returns a note for the console, if any."""
+    if mark is None:
+        return None
+    offset, tail = int(mark["offset"]), bytes.fromhex(str(mark.get("tail", "")))
+    if not path.exists():
+        if offset == 0:
+            return None
+        return f"{path.name} was missing: a new one starts at step {step:,}."
+    size = path.stat().st_size
+    if size >= offset and tail:
+        with path.open("rb") as f:
+            f.seek(offset - len(tail))
+            matches = f.read(len(tail)) == tail
+    else:
+        matches = size >= offset
+    if not matches:
+        held = f"holds {size:,} bytes" if size < offset else "differs in its last lines before it"
+        raise CheckpointError(
+            f"{path} no longer matches the checkpoint to resume from: the checkpoint was written "
+            f"when the file held {offset:,} bytes, and it now {held} (it was emptied, edited or "
+            "restored from a backup). Nothing was changed. To keep that file, move it aside "
+            f"(mv {path} {path.with_suffix('.old.jsonl')}) and resume again: a new "
+            f"{path.name} then starts at the checkpoint's step {step:,}."
+        )
+    if size > offset:
+        with path.open("r+b") as f:
+            f.truncate(offset)
+    return None
 
 
 def flatten_hparams(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from runner_core import checkpoint
 from runner_core.console import Console
 from runner_core.errors import CheckpointError, Interrupted, NonFiniteError
-from runner_core.metrics import MetricLogger
+from runner_core.metrics import METRICS_FILE, MetricLogger, reconcile
+from runner_core.rundir import RunDir
 from runner_core.seeding import rng_state, set_rng_state
 
 
@@ -37,23 +38,35 @@ class Session(Protocol):
     def fit(self, run: Run) -> dict[str, float]: ...
 
 
+def resume_command(cfg: DictConfig, run_dir: Path) -> str:
+    module = "dl_runner" if cfg.algo.family == "dl" else "rl_runner"
+    return f"python -m {module} resume={run_dir}"
+
+
 class Run:
+    """An open run in a directory this process owns (`RunDir`). With `resume` (a loaded
+    checkpoint) the session continues from it, and metrics.jsonl and TensorBoard are cut back to
+    what the checkpoint holds."""
+
     def __init__(
         self,
         cfg: DictConfig,
-        run_dir: Path,
+        run_dir: RunDir,
         session: Session,
         resume: dict[str, Any] | None = None,
     ) -> None:
         self.cfg = cfg
-        self.dir = run_dir
+        self.owner = run_dir
+        self.dir = run_dir.path
         self.session = session
-        self.ckpt_dir = run_dir / checkpoint.CHECKPOINT_DIR
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.console = Console(cfg.logger.console, run_dir, cfg.logger.print_every_s)
+        self.ckpt_dir = self.dir / checkpoint.CHECKPOINT_DIR
         self.step = 0
         self.elapsed_before = 0.0  # wall time of earlier segments of a resumed run
+        self.saved: dict[str, int] = {}  # checkpoint name -> step of its last write by this run
+        note = None
         if resume is not None:
+            self.step = int(resume["step"])
+            self.elapsed_before = float(resume.get("elapsed", 0.0))
             try:
                 session.load_state_dict(resume["session"])
             except (KeyError, ValueError, RuntimeError, TypeError) as exc:
@@ -63,18 +76,25 @@ class Run:
                     "start a new run instead of resuming this one."
                 ) from None
             set_rng_state(resume["rng"])
-            self.step = int(resume["step"])
-            self.elapsed_before = float(resume.get("elapsed", 0.0))
+            # before anything is written: metrics.jsonl must match the checkpoint
+            note = reconcile(self.dir / METRICS_FILE, _metrics_mark(resume), self.step)
+        self.console = Console(cfg.logger.console, self.dir, cfg.logger.print_every_s)
+        if note:
+            self.console.info(note)
         self.logger = MetricLogger(
-            run_dir,
+            self.dir,
             tensorboard=cfg.logger.tensorboard,
             jsonl=cfg.logger.jsonl,
             resume_step=self.step + 1 if resume is not None else None,
-            resume_offset=int(resume["metrics_offset"]) if resume is not None else None,
         )
+        self.logger.wall_time_before = self.elapsed_before
         self.started = time.time()
         self._stop_signal: int | None = None
         self._old_handlers: dict[int, Any] = {}
+        # latest.pt every `every_steps` units of progress or `every_minutes` of wall time
+        self._ckpt_steps = self.every(int(cfg.checkpoint.every_steps), self.step)
+        self._ckpt_seconds = float(cfg.checkpoint.every_minutes) * 60.0
+        self._last_save = time.monotonic()
 
     # time and signals --------------------------------------------------------------------------
     @property
@@ -99,19 +119,23 @@ class Run:
             signal.signal(sig, old)
         self._old_handlers.clear()
 
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_signal is not None
+
     def poll(self, step: int) -> None:
         """Call at safe points (between updates): on a stop request checkpoint and raise."""
         if self._stop_signal is None:
             return
         self.step = step
         path = self.save(checkpoint.LATEST)
-        self.logger.flush()
         name = signal.Signals(self._stop_signal).name
-        raise Interrupted(
+        message = (
             f"{name} received at step {step:,}: checkpoint written to {path}. "
-            f"Continue this run in place with: python -m rl_runner resume={self.dir}",
-            self._stop_signal,
+            f"Continue this run in place with: {resume_command(self.cfg, self.dir)}"
         )
+        self.console.record(f"Stopped: {message}")
+        raise Interrupted(message, self._stop_signal)
 
     # metrics -----------------------------------------------------------------------------------
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -133,7 +157,19 @@ class Run:
                 )
 
     # checkpoints -------------------------------------------------------------------------------
-    def save(self, name: str, extra: dict[str, Any] | None = None) -> Path:
+    def checkpoint_due(self, step: int) -> bool:
+        """Whether latest.pt is due: `checkpoint.every_steps` crossed, or `every_minutes` of wall
+        time since the last one (0 turns either off)."""
+        if self._ckpt_steps(step):
+            return True
+        return 0 < self._ckpt_seconds <= time.monotonic() - self._last_save
+
+    def save(
+        self, name: str, extra: dict[str, Any] | None = None, mark: dict[str, Any] | None = None
+    ) -> Path:
+        """Write checkpoints/<name> with the session's state at `self.step`. `mark` is the
+        metrics.jsonl mark to store (`MetricLogger.mark`), taken now if not given (a forked
+        evaluation passes the one taken when it was forked)."""
         path = self.ckpt_dir / name
         state = {
             "config": OmegaConf.to_container(self.cfg, resolve=True),
@@ -141,10 +177,13 @@ class Run:
             "rng": rng_state(),
             "step": self.step,
             "elapsed": self.elapsed,
-            "metrics_offset": self.logger.offset(),
+            "metrics": mark if mark is not None else self.logger.mark(),
             **(extra or {}),
         }
-        checkpoint.save_atomic(state, path)
+        checkpoint.save_atomic(state, path, keep_previous=name == checkpoint.LATEST)
+        self.saved[name] = self.step
+        if name == checkpoint.LATEST:
+            self._last_save = time.monotonic()
         return path
 
     def every(self, interval: int, start: int) -> Callable[[int], bool]:
@@ -159,7 +198,25 @@ class Run:
 
         return due
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Close the logs and release the directory. After a failure (`failed`) errors while
+        closing are dropped, so the first error is the one reported."""
         self.restore_signal_handlers()
-        self.console.close()
-        self.logger.close()
+        try:
+            self.console.close()
+            try:
+                self.logger.close()
+            except OSError:
+                if not failed:
+                    raise
+        finally:
+            self.owner.release()
+
+
+def _metrics_mark(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The metrics.jsonl mark of a checkpoint (older checkpoints stored only an offset)."""
+    if "metrics" in state:
+        return dict(state["metrics"])
+    if "metrics_offset" in state:
+        return {"offset": int(state["metrics_offset"]), "tail": ""}
+    return None

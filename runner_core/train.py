@@ -1,26 +1,24 @@
 """`train(cfg)`: the one straight data path of every run.
 
-validate -> the family validates its part, then asks for the device (and the seeds) and
-prepares its session (env or data, model) -> open the run (directory, logger, checkpoints) -> fit
--> summary. Returns the run's objective, so Hydra
-sweepers can optimise it.
+own the run directory -> validate -> the family validates its part, then asks for the device
+(and the seeds) and prepares its session (env or data, model) -> open the run (logger,
+checkpoints) -> fit -> summary. Returns the run's objective, so Hydra sweepers can optimise it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import importlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner_core.errors import ConfigError, RunnerError
+from runner_core.errors import ConfigError, StorageError
+from runner_core.rundir import RunDir, claim, is_storage_error, storage_message
 from runner_core.validation import COMMON_RULES, check
 
 # algo.family -> the module whose `prepare(cfg, start)` builds a session for it: it validates
@@ -37,8 +35,19 @@ def load_family(family: str) -> Any:
     return importlib.import_module(FAMILIES[family])
 
 
-def train(cfg: DictConfig, run_dir: Path, resume: dict[str, Any] | None = None) -> float:
-    """Run one experiment in `run_dir`; with `resume` (a loaded checkpoint) continue it."""
+def train(
+    cfg: DictConfig,
+    run_dir: Path | RunDir,
+    resume: dict[str, Any] | None = None,
+    *,
+    rename_if_taken: bool = False,
+    keep_if_refused: bool = False,
+) -> float:
+    """Run one experiment in `run_dir` (a path, or a directory this process already owns); with
+    `resume` (a loaded checkpoint of that directory) continue it.
+
+    A fresh run refused before it starts (bad config, unusable init_from) leaves nothing behind,
+    unless `keep_if_refused` (a sweep job keeps its directory to record why it failed)."""
     from runner_core.device import resolve_device
     from runner_core.run import Run
     from runner_core.seeding import seed_everything
@@ -48,21 +57,34 @@ def train(cfg: DictConfig, run_dir: Path, resume: dict[str, Any] | None = None) 
         seed_everything(cfg.seed)
         return device
 
+    fresh = resume is None
+    owner = (
+        run_dir
+        if isinstance(run_dir, RunDir)
+        else claim(run_dir, fresh=fresh, rename_if_taken=rename_if_taken)
+    )
     try:
         check(cfg, COMMON_RULES)
+        init = load_init(cfg) if fresh and cfg.get("init_from") else None
         session = load_family(cfg.algo.family).prepare(cfg, start)
-    except RunnerError:
-        if resume is None:
-            discard_unstarted(run_dir)
+        if init is not None:
+            apply_init(session, init, cfg)
+        run = Run(cfg, owner, session, resume)
+    except BaseException:
+        if fresh and not keep_if_refused:
+            owner.discard()
+        else:
+            owner.release()
         raise
 
-    run = Run(cfg, run_dir, session, resume)
+    failed = True
     try:
         if resume is None:
             run.console.config(cfg)
             run.logger.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
         else:
-            run.console.info(f"Resuming {run_dir} at step {run.step:,}")
+            source = resume.get("loaded_from", "its checkpoint")
+            run.console.info(f"Resuming {owner.path} from {source} at step {run.step:,}")
         run.install_signal_handlers()
         startup_done()
         results = session.fit(run)
@@ -75,22 +97,80 @@ def train(cfg: DictConfig, run_dir: Path, resume: dict[str, Any] | None = None) 
             "wall_time_s": round(run.elapsed, 2),
             "seed": cfg.seed,
             "device": str(session.device),
-            "run_dir": str(run_dir),
+            "run_dir": str(owner.path),
             **session.describe(),
         }
-        write_json_atomic(run_dir / SUMMARY_FILE, summary)
+        write_json_atomic(owner.path / SUMMARY_FILE, summary)
         hparams = _hparams(cfg)
         run.logger.hparams(hparams, {"hparams/objective": float(summary["objective"])})
         run.console.summary(
             f"{cfg.name}: done", {k: v for k, v in summary.items() if k != "run_dir"}
         )
         run.console.info(
-            f"Run directory: {run_dir}\nTensorBoard: tensorboard --logdir {run_dir.parent}"
+            f"Run directory: {owner.path}\nTensorBoard: tensorboard --logdir {owner.path.parent}"
             "  (or make tensorboard), then open http://localhost:6006"
         )
-        return float(summary["objective"])
-    finally:
         run.close()
+        failed = False
+        return float(summary["objective"])
+    except OSError as exc:
+        if not is_storage_error(exc):
+            raise
+        raise StorageError(_storage_stop(exc, run)) from None
+    finally:
+        if failed:
+            run.close(failed=True)
+
+
+def _storage_stop(exc: OSError, run: Any) -> str:
+    """What a user needs to know when the run's files cannot be written any more."""
+    from runner_core import checkpoint
+    from runner_core.run import resume_command
+
+    kept = [
+        f"{checkpoint.CHECKPOINT_DIR}/{name} (step {step:,})" for name, step in run.saved.items()
+    ]
+    intact = (
+        f"The checkpoints written before it are intact: {', '.join(kept)}."
+        if kept
+        else "Checkpoints written before it, if any, are intact."
+    )
+    return (
+        f"{storage_message(exc, 'The run cannot write its files')} The run stopped at step "
+        f"{run.step:,}. {intact} Once that is fixed, continue with: "
+        f"{resume_command(run.cfg, run.dir)}"
+    )
+
+
+def load_init(cfg: DictConfig) -> dict[str, Any]:
+    """The checkpoint named by `init_from`, checked against this run's algorithm."""
+    from runner_core import checkpoint
+
+    path = Path(str(cfg.init_from)).expanduser()
+    if path.is_dir():
+        path = checkpoint.newest(path).path
+    state = checkpoint.load(path)
+    saved_algo = state.get("config", {}).get("algo", {})
+    if saved_algo.get("name") != cfg.algo.name:
+        raise ConfigError(
+            f"Config key 'init_from' is '{path}', a checkpoint of algo={saved_algo.get('name')}; "
+            f"this run is algo={cfg.algo.name}. A run starts only from a checkpoint of its own "
+            "algorithm."
+        )
+    return state
+
+
+def apply_init(session: Any, state: dict[str, Any], cfg: DictConfig) -> None:
+    """Load what the checkpoint learned (networks, normalizer statistics, a stored replay
+    buffer) into the new session; its optimizer, schedules, counters and RNGs start fresh."""
+    try:
+        session.load_learned(state["session"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise ConfigError(
+            f"Config key 'init_from' is '{cfg.init_from}', whose networks do not fit this run's "
+            f"({exc}). The environment or data set and the network must have the same shapes as "
+            "in the run that wrote it."
+        ) from None
 
 
 def startup_done() -> None:
@@ -117,28 +197,15 @@ def _hparams(cfg: DictConfig) -> dict[str, Any]:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def discard_unstarted(run_dir: Path) -> None:
-    """A run refused before it started leaves nothing behind: remove what Hydra wrote into its
-    fresh directory (.hydra/) and the directory itself when that leaves it empty."""
-    if not run_dir.is_dir():
-        return
-    hydra_dir = run_dir / ".hydra"
-    if hydra_dir.is_dir() and set(p.name for p in hydra_dir.iterdir()) <= {
-        "config.yaml",
-        "hydra.yaml",
-        "overrides.yaml",
-    }:
-        shutil.rmtree(hydra_dir)
-    # the run dir, then the date dir Hydra made for it, where that leaves them empty
-    for folder in (run_dir, run_dir.parent):
-        with contextlib.suppress(OSError):
-            folder.rmdir()
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, default=str)
+            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; run files are readable like the rest
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 __all__ = ["ConfigError", "train"]

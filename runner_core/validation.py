@@ -105,8 +105,11 @@ def check(cfg: DictConfig, rules: Sequence[Rule], where: str = "") -> None:
 
 # keys every run has, whatever its family
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "swish")
+SEED_LIMIT = 2**32  # numpy's legacy seeding, gymnasium and torch all take seeds below this
 COMMON_RULES: tuple[Rule, ...] = (
-    non_negative_int("seed"),
+    Rule(
+        "seed", lambda v: _is_int(v) and 0 <= v < SEED_LIMIT, f"an integer in [0, {SEED_LIMIT - 1}]"
+    ),
     one_of("algo.family", ("rl", "dl")),
     one_of("device.type", ("auto", "cpu", "cuda", "mps")),
     positive_int("device.threads"),
@@ -119,6 +122,13 @@ COMMON_RULES: tuple[Rule, ...] = (
     positive("logger.print_every_s"),
     positive_int("logger.log_every_updates"),
     non_negative_int("checkpoint.every_steps"),
+    non_negative("checkpoint.every_minutes"),
+    Rule(
+        "init_from",
+        lambda v: isinstance(v, str) and v != "",
+        "null or a checkpoint path",
+        optional=True,
+    ),
 )
 RL_RULES: tuple[Rule, ...] = (
     Rule("env.id", lambda v: isinstance(v, str) and v != "", "a gymnasium id, e.g. CartPole-v1"),

@@ -236,11 +236,12 @@ def assert_continuous(records: list[dict[str, Any]], intervals: dict[str, int]) 
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    """relative path -> sha256 of every file under root."""
+    """relative path -> sha256 of every file under root (but the run's lock file, whose only
+    content is the pid of the last process that owned the directory)."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.name != ".lock"
     }
 
 

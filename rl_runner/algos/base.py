@@ -127,6 +127,21 @@ class Algorithm:
         self.num_updates = int(state["num_updates"])
         self.rng.bit_generator.state = state["rng"]
 
+    # entries of `stateful()` that belong to the training run rather than to what it learned
+    # (a run started with `init_from` begins them fresh), and those a checkpoint may lack
+    training_state: ClassVar[tuple[str, ...]] = ("optimizer",)
+    optional_state: ClassVar[tuple[str, ...]] = ("buffer",)
+
+    def load_learned(self, state: dict[str, Any]) -> None:
+        """What another run learned (`init_from`): its networks, normalizer statistics and, if
+        it stored one, its replay buffer; optimizer state, counters and RNGs stay fresh."""
+        for name, obj in self.stateful().items():
+            if name in self.training_state or (name not in state and name in self.optional_state):
+                continue
+            if name not in state:
+                raise KeyError(f"the checkpoint holds no {name!r}")
+            obj.load_state_dict(state[name])
+
     def learn(self, t: RLTrainer) -> None:
         raise NotImplementedError
 

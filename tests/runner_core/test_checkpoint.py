@@ -1,5 +1,5 @@
-"""Checkpoints: atomic save, weights-only load, and the errors for missing, foreign and corrupt
-files; what `resume=` accepts."""
+"""Checkpoints: atomic save, integrity-checked weights-only load, the errors for missing, foreign
+and damaged files, and which checkpoint of a run is the newest."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _state():
         "rng": {"torch": torch.get_rng_state(), "python": [3, [1, 2, 3], None]},
         "step": 1234,
         "elapsed": 1.5,
-        "metrics_offset": 99,
+        "metrics": {"offset": 99, "tail": "0a"},
     }
 
 
@@ -63,7 +63,7 @@ def test_load_missing(tmp_path):
 def test_load_text_file(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("hello\n")
-    with pytest.raises(CheckpointError, match=r"cannot be read.*corrupt, truncated or not a file"):
+    with pytest.raises(CheckpointError, match=r"damaged: it is not a complete zip archive"):
         checkpoint.load(path)
 
 
@@ -83,7 +83,7 @@ def test_load_truncated(tmp_path):
     checkpoint.save_atomic(_state(), path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="cannot be read"):
+    with pytest.raises(CheckpointError, match="damaged"):
         checkpoint.load(path)
 
 
@@ -95,20 +95,59 @@ def test_load_is_weights_only(tmp_path):
         checkpoint.load(path)
 
 
-def test_resolve_resume_target(tmp_path):
+def _flip_middle(path, count=64):
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    for i in range(middle, middle + count):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("tensors", [True, False], ids=["torch.save", "torchfile"])
+def test_flipped_bytes_are_found_before_loading(tmp_path, tensors):
+    """64 bytes flipped in the middle of a checkpoint used to load silently (Adam's moments came
+    back as garbage); the zip's CRC-32s catch it, for both writers."""
+    path = tmp_path / "latest.pt"
+    weights = torch.arange(20_000.0) if tensors else __import__("numpy").arange(20_000.0)
+    checkpoint.save_atomic({**_state(), "session": {"w": weights}}, path)
+    checkpoint.load(path)  # intact: loads
+    _flip_middle(path)
+    with pytest.raises(CheckpointError, match="damaged: the CRC-32 stored for its member"):
+        checkpoint.load(path)
+
+
+def test_keep_previous_rotates_latest(tmp_path):
+    path = tmp_path / "latest.pt"
+    checkpoint.save_atomic({**_state(), "step": 1}, path, keep_previous=True)
+    assert not (tmp_path / checkpoint.PREVIOUS).exists()
+    checkpoint.save_atomic({**_state(), "step": 2}, path, keep_previous=True)
+    assert checkpoint.load(path)["step"] == 2
+    assert checkpoint.load(tmp_path / checkpoint.PREVIOUS)["step"] == 1
+    assert oct(path.stat().st_mode & 0o777) == "0o644"  # as readable as the run's other files
+
+
+def test_newest_is_by_step_whatever_the_name(tmp_path):
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    with pytest.raises(CheckpointError, match=r"has no checkpoints/latest\.pt"):
-        checkpoint.resolve_resume_target(str(run))
-    (run / "checkpoints" / "final.pt").write_bytes(b"x")
-    assert checkpoint.resolve_resume_target(str(run)) == (run, run / "checkpoints" / "final.pt")
-    (run / "checkpoints" / "latest.pt").write_bytes(b"x")
-    assert checkpoint.resolve_resume_target(str(run)) == (run, run / "checkpoints" / "latest.pt")
-    best = run / "checkpoints" / "best.pt"
-    best.write_bytes(b"x")
-    assert checkpoint.resolve_resume_target(str(best)) == (run, best)
-    loose = tmp_path / "loose.pt"
-    loose.write_bytes(b"x")
-    assert checkpoint.resolve_resume_target(str(loose)) == (tmp_path, loose)
-    with pytest.raises(CheckpointError, match="no such run directory or checkpoint file"):
-        checkpoint.resolve_resume_target(str(tmp_path / "missing"))
+    folder = run / "checkpoints"
+    with pytest.raises(CheckpointError, match="stopped before its first checkpoint"):
+        checkpoint.newest(run)
+    checkpoint.save_atomic({**_state(), "step": 300, "elapsed": 3.0}, folder / "best.pt")
+    checkpoint.save_atomic({**_state(), "step": 200, "elapsed": 2.0}, folder / "latest.pt")
+    found = checkpoint.newest(run)
+    assert (found.path.name, found.step, found.damaged) == ("best.pt", 300, [])
+    # the same step: the later write wins
+    checkpoint.save_atomic({**_state(), "step": 300, "elapsed": 3.5}, folder / "final.pt")
+    assert checkpoint.newest(run).path.name == "final.pt"
+
+
+def test_newest_falls_back_past_damaged_files(tmp_path):
+    folder = tmp_path / "run" / "checkpoints"
+    checkpoint.save_atomic({**_state(), "step": 100}, folder / "latest.pt", keep_previous=True)
+    checkpoint.save_atomic({**_state(), "step": 200}, folder / "latest.pt", keep_previous=True)
+    _flip_middle(folder / "latest.pt", count=16)
+    found = checkpoint.newest(tmp_path / "run")
+    assert (found.path.name, found.step) == ("previous.pt", 100)
+    assert len(found.damaged) == 1 and "latest.pt' is damaged" in found.damaged[0]
+    _flip_middle(folder / "previous.pt", count=16)
+    with pytest.raises(CheckpointError, match=r"no complete checkpoint.*latest\.pt.*previous\.pt"):
+        checkpoint.newest(tmp_path / "run")

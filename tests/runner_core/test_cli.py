@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -128,14 +129,25 @@ def test_multirun_makes_one_sweep_dir_with_a_job_each(tmp_path):
     assert not list((tmp_path / "outputs").glob("[0-9]*"))  # no single-run dirs
 
 
-def test_a_sweep_refused_after_its_first_job_keeps_that_job(tmp_path):
-    # (a sweep refused at its first job leaves nothing: test_cli_errors)
-    result = run_cli("rl_runner", "--multirun", "algo.lr=1e-3,0", *TINY_PPO, cwd=tmp_path)
-    assert result.rc == 2
-    assert "'algo.lr'" in result.stderr
+def test_a_bad_cell_of_a_sweep_fails_alone(tmp_path):
+    """`algo.lr=1e-3,abc,0`: the bad cells are recorded as failed in their own directories, the
+    good one runs to completion (before, the sweep stopped at the first bad job and the jobs
+    after it never ran), and the sweep exits 1 naming the failed jobs."""
+    # (a sweep whose every job is refused before it starts: test_cli_errors)
+    result = run_cli("rl_runner", "--multirun", "algo.lr=abc,1e-3,0", *TINY_PPO, cwd=tmp_path)
+    assert result.rc == 1, result.output
+    assert "Traceback" not in result.output
+    assert "2 job(s) of the sweep failed" in result.stderr
+    assert "#0 (algo.lr=abc" in result.stderr and "#2 (algo.lr=0" in result.stderr
     (sweep,) = (tmp_path / "outputs" / "multirun").glob("*/*")
-    (job,) = [p for p in sweep.iterdir() if p.is_dir()]
-    assert_run_dir(job)
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 3
+    assert_run_dir(jobs[1])
+    for job in (jobs[0], jobs[2]):
+        failed = json.loads((job / "failed.json").read_text())
+        assert "'algo.lr'" in failed["error"] and failed["kind"] == "ConfigError"
+        assert not (job / "summary.json").exists()
+        assert (job / ".hydra" / "config.yaml").is_file()
     assert (sweep / "multirun.yaml").is_file()
 
 

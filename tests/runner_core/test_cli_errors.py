@@ -46,33 +46,56 @@ def _cases(base: Path) -> dict[str, Case]:
         "dl-bad-optimizer": Case(("algo.optimizer=rmsprop",), ("'algo.optimizer'", "rmsprop"),
                                  module="dl_runner"),
         "multirun-unknown-algo": Case(("--multirun", "algo=foo,ppo"), ("'algo/foo'",)),
-        "multirun-lr-zero": Case(("--multirun", "algo.lr=0,1e-3"), ("'algo.lr'", "value 0,")),
         "resume-missing": Case((f"resume={base / 'missing'}",),
                                ("resume=", str(base / "missing"), "no such run directory")),
-        "resume-text-file": Case((f"resume={base / 'notes.txt'}",),
-                                 (str(base / "notes.txt"), "cannot be read")),
-        "resume-foreign-torch-file": Case((f"resume={base / 'foreign.pt'}",),
-                                          (str(base / "foreign.pt"), "not one of this runner")),
+        "resume-loose-file": Case((f"resume={base / 'notes.txt'}",),
+                                  (str(base / "notes.txt"), "outside a run's", "init_from=")),
+        "resume-text-file": Case((f"resume={base / 'text' / 'checkpoints' / 'latest.pt'}",),
+                                 ("latest.pt", "damaged"), run_dir="text"),
+        "resume-foreign-torch-file": Case((f"resume={base / 'foreign'}",),
+                                          ("latest.pt", "not one of this runner"),
+                                          run_dir="foreign"),
         "resume-corrupt": Case((f"resume={base / 'corrupt'}",),
-                               ("latest.pt", "corrupt, truncated"), run_dir="corrupt"),
-        "resume-corrupt-file": Case((f"resume={base / 'corrupt' / 'checkpoints' / 'latest.pt'}",),
-                                    ("latest.pt", "corrupt, truncated"), run_dir="corrupt"),
+                               ("latest.pt", "damaged"), run_dir="corrupt"),
+        "resume-corrupt-file": Case((f"resume={base / 'corrupt2' / 'checkpoints' / 'latest.pt'}",),
+                                    ("latest.pt", "damaged"), run_dir="corrupt2"),
         "resume-other-override": Case((f"resume={base / 'good'}", "algo.lr=1"),
-                                      ("algo.lr=1", "logger.*"), run_dir="good"),
+                                      ("algo.lr=1", "logger.*", "init_from="), run_dir="good"),
+        "init-from-missing": Case((f"init_from={base / 'missing.pt'}",),
+                                  ("missing.pt", "does not exist")),
+        "init-from-other-algo": Case(("algo=dqn", f"init_from={base / 'good'}"),
+                                     ("'init_from'", "algo=ppo", "algo=dqn"), run_dir="good"),
+        "seed-too-large": Case(("seed=1180591620717411303424",),
+                               ("'seed'", "1180591620717411303424", "[0, 4294967295]")),
+        "seed-too-large-dqn": Case(("algo=dqn", "seed=4294967296"), ("'seed'", "4294967296")),
+        "gym-missing-dependency": Case(("env=gym", "env.id=LunarLander-v3"),
+                                       ("LunarLander-v3", "optional dependency", '.[box2d]"'),
+                                       skip=_box2d_installed()),
         "resume-bad-logger-value": Case((f"resume={base / 'good'}", "logger.console=loud"),
                                         ("'logger.console'", "loud"), run_dir="good"),
     }  # fmt: skip
+
+
+def _box2d_installed() -> str | None:
+    import importlib.util
+
+    return "Box2D is installed here" if importlib.util.find_spec("Box2D") else None
 
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
     base = tmp_path_factory.mktemp("inputs")
     (base / "notes.txt").write_text("not a checkpoint\n")
-    torch.save({"a": 1}, base / "foreign.pt")
+    for name in ("text", "foreign"):
+        (base / name / "checkpoints").mkdir(parents=True)
+    (base / "text" / "checkpoints" / "latest.pt").write_text("not a checkpoint\n")
+    torch.save({"a": 1}, base / "foreign" / "checkpoints" / "latest.pt")
     run_train(compose_cfg(), base / "good")
-    shutil.copytree(base / "good", base / "corrupt")
+    # a run killed before its end whose only checkpoint is damaged: nothing to fall back to
+    (base / "corrupt" / "checkpoints").mkdir(parents=True)
     latest = base / "corrupt" / "checkpoints" / "latest.pt"
-    latest.write_bytes(latest.read_bytes()[:-2000])
+    latest.write_bytes((base / "good" / "checkpoints" / "latest.pt").read_bytes()[:-2000])
+    shutil.copytree(base / "corrupt", base / "corrupt2")  # the cases run at once: one dir each
 
     cases = {k: c for k, c in _cases(base).items() if c.skip is None}
     for name, case in cases.items():

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from runner_core.device import resolve_device
-from runner_core.errors import DeviceError
-from runner_core.metrics import MetricLogger, flatten_hparams
+from runner_core.errors import CheckpointError, DeviceError
+from runner_core.metrics import MetricLogger, flatten_hparams, reconcile
 from runner_core.run import Run
 from runner_core.seeding import rng_state, seed_everything, set_rng_state
 
@@ -41,19 +41,71 @@ def test_jsonl_records(tmp_path):
     }
 
 
-def test_resume_truncates_to_the_checkpoint_offset(tmp_path):
+def test_resume_truncates_to_the_checkpoint_mark(tmp_path):
     logger = MetricLogger(tmp_path, tensorboard=False)
     logger.log(1, {"x": 1.0})
-    offset = logger.offset()
-    logger.log(2, {"x": 2.0})  # written after the checkpoint: lost on resume
+    mark = logger.mark()
+    logger.log(2, {"x": 2.0})  # written after the checkpoint: cut back on resume
     logger.close()
-    resumed = MetricLogger(tmp_path, tensorboard=False, resume_step=2, resume_offset=offset)
+    path = tmp_path / "metrics.jsonl"
+    assert reconcile(path, mark, step=1) is None
+    resumed = MetricLogger(tmp_path, tensorboard=False, resume_step=2)
     resumed.log(2, {"x": 20.0})
     resumed.close()
-    assert [(r["step"], r["x"]) for r in _lines(tmp_path / "metrics.jsonl")] == [
-        (1, 1.0),
-        (2, 20.0),
-    ]
+    assert [(r["step"], r["x"]) for r in _lines(path)] == [(1, 1.0), (2, 20.0)]
+
+
+def test_a_file_shorter_than_the_mark_is_refused_never_padded(tmp_path):
+    """Emptied or restored from an older backup, metrics.jsonl used to be padded with NUL bytes
+    up to the stored offset; now the resume is refused and the file left as it is."""
+    logger = MetricLogger(tmp_path, tensorboard=False)
+    for step in range(1, 50):
+        logger.log(step, {"x": float(step)})
+    mark = logger.mark()
+    logger.close()
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(path.read_bytes()[:100])  # a backup from earlier
+    with pytest.raises(CheckpointError, match=r"no longer matches.*now holds 100 bytes.*mv "):
+        reconcile(path, mark, step=49)
+    assert path.stat().st_size == 100 and b"\0" not in path.read_bytes()
+    path.write_bytes(b"")  # emptied
+    with pytest.raises(CheckpointError, match="now holds 0 bytes"):
+        reconcile(path, mark, step=49)
+
+
+def test_a_file_edited_before_the_mark_is_refused(tmp_path):
+    logger = MetricLogger(tmp_path, tensorboard=False)
+    for step in range(1, 5):
+        logger.log(step, {"x": float(step)})
+    mark = logger.mark()
+    logger.close()
+    path = tmp_path / "metrics.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    edited = "".join(lines[:-1]) + lines[-1].replace('"x": 4.0', '"x": 9.0') + "extra\n" * 50
+    path.write_text(edited)
+    with pytest.raises(CheckpointError, match="differs in its last lines before it"):
+        reconcile(path, mark, step=4)
+    assert path.read_text() == edited
+
+
+def test_a_missing_file_starts_anew(tmp_path):
+    assert reconcile(tmp_path / "metrics.jsonl", {"offset": 10, "tail": "0a"}, step=7) == (
+        "metrics.jsonl was missing: a new one starts at step 7."
+    )
+    assert reconcile(tmp_path / "metrics.jsonl", {"offset": 0, "tail": ""}, step=7) is None
+
+
+def test_the_mark_describes_the_file_also_when_this_run_does_not_write_it(tmp_path):
+    """With logger.jsonl=false the checkpoint's mark is of the file as it is (history written by
+    earlier segments), never offset 0: a later resume with jsonl on cannot cut that history."""
+    first = MetricLogger(tmp_path, tensorboard=False)
+    first.log(1, {"x": 1.0})
+    first.close()
+    size = (tmp_path / "metrics.jsonl").stat().st_size
+    quiet = MetricLogger(tmp_path, tensorboard=False, jsonl=False)
+    quiet.log(2, {"x": 2.0})
+    assert quiet.mark()["offset"] == size
+    quiet.close()
 
 
 def test_tensorboard_events(tmp_path):

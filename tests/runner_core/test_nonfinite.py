@@ -52,7 +52,7 @@ def test_nan_dl_loss_stops_the_run(tmp_path, monkeypatch):
     latest = run_dir / "checkpoints" / "latest.pt"
     seen = nan_at(monkeypatch, Supervised, call=25, key="loss", latest=latest)  # in epoch 2
     with pytest.raises(NonFiniteError, match="'loss' became nan at step 25"):
-        run_train(compose_cfg(["algo.epochs=3"], "dl"), run_dir)
+        run_train(compose_cfg(["algo.epochs=3", "checkpoint.every_steps=20"], "dl"), run_dir)
     assert latest.read_bytes() == seen["latest"]
     assert not (run_dir / "checkpoints" / "final.pt").exists()
     assert all(r["step"] <= 24 for r in read_metrics(run_dir))

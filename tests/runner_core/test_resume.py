@@ -109,11 +109,17 @@ def test_resume_from_an_explicit_checkpoint_file(tmp_path, monkeypatch):
     with pytest.raises(Interrupted, match="at step 640"):
         run_train(compose_cfg(PPO_RUN), run_dir)
     monkeypatch.undo()
-    # best.pt holds an earlier step than latest.pt: the run continues from there
+    # best.pt holds an earlier step than latest.pt: resuming from it would cut the run's later
+    # history, so it is refused (a new run from it is init_from=), and nothing changes
     best = run_dir / "checkpoints" / "best.pt"
     best_step = checkpoint.load(best)["step"]
     assert best_step in (256, 512)
-    _resume(str(best), ["logger.console=off"])
+    before = tree_hashes(run_dir)
+    with pytest.raises(ConfigError, match=f"init_from={best}"):
+        _resume(str(best), ["logger.console=off"])
+    assert tree_hashes(run_dir) == before
+    # the newest checkpoint named as a file is the same as the run directory
+    _resume(str(run_dir / "checkpoints" / "latest.pt"), ["logger.console=off"])
     assert read_summary(run_dir)["global_step"] == 1024
     records = read_metrics(run_dir)
     assert_continuous(records, {"losses/policy_loss": 128, "eval/mean_return": 256})
@@ -124,7 +130,9 @@ def test_resume_accepts_logger_overrides_only(tmp_path):
     run_dir = tmp_path / "run"
     run_train(compose_cfg(), run_dir)
     before = tree_hashes(run_dir)
-    with pytest.raises(ConfigError, match=r"only logger\.\* may be overridden \(got algo\.lr=1\)"):
+    with pytest.raises(
+        ConfigError, match=r"only logger\.\*.* may be overridden \(got algo\.lr=1\)"
+    ):
         _resume(str(run_dir), ["algo.lr=1"])
     with pytest.raises(ConfigError, match=r"'logger\.console' has the value 'loud'"):
         _resume(str(run_dir), ["logger.console=loud"])
