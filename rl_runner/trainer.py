@@ -168,6 +168,11 @@ class RLTrainer:
         return self.stepper.step_count
 
     @property
+    def progress(self) -> int:
+        """Env steps so far (also before and after `fit`)."""
+        return self.stepper.step_count if self.stepper is not None else 0
+
+    @property
     def obs(self) -> np.ndarray:
         return self.stepper.obs
 

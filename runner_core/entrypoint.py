@@ -326,7 +326,9 @@ def exit_now(status: object) -> NoReturn:
 
 def _main(config_name: str) -> None:
     args = sys.argv[1:]
-    if "--help" in args or "-h" in args:
+    # --help answered here, fast, unless configs come from elsewhere (then Hydra's own help)
+    foreign = any(a.split("=", 1)[0] in FOREIGN_CONFIG_OPTIONS for a in args)
+    if ("--help" in args or "-h" in args) and not foreign:
         overrides = [a for a in args if a not in ("--help", "-h")]
         try:
             print(help_text(config_name, overrides), end="")

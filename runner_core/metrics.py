@@ -63,7 +63,10 @@ class MetricLogger:
                 "wall_time": round(self.wall_time_before + time.time() - self._start, 4),
             }
             record.update({k: (v if math.isfinite(v) else str(v)) for k, v in clean.items()})
-            self._jsonl.write(json.dumps(record) + "\n")
+            try:
+                self._jsonl.write(json.dumps(record) + "\n")
+            except OSError as exc:
+                raise self._named(exc) from None
 
     def text(self, tag: str, text: str) -> None:
         if self._events is not None:
@@ -90,7 +93,16 @@ class MetricLogger:
         if self._events is not None:
             self._events.flush()
         if self._jsonl is not None:
-            self._jsonl.flush()
+            try:
+                self._jsonl.flush()
+            except OSError as exc:
+                raise self._named(exc) from None
+
+    def _named(self, exc: OSError) -> OSError:
+        """A buffered write's error does not say which file failed: this one did."""
+        if exc.filename is None and exc.errno is not None:
+            return OSError(exc.errno, exc.strerror, str(self.path))
+        return exc
 
     def close(self) -> None:
         """Flush and close; on an error the files are closed anyway and the first error raised."""

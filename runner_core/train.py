@@ -135,9 +135,10 @@ def _storage_stop(exc: OSError, run: Any) -> str:
         if kept
         else "Checkpoints written before it, if any, are intact."
     )
+    step = getattr(run.session, "progress", run.step)
     return (
         f"{storage_message(exc, 'The run cannot write its files')} The run stopped at step "
-        f"{run.step:,}. {intact} Once that is fixed, continue with: "
+        f"{step:,}. {intact} Once that is fixed, continue with: "
         f"{resume_command(run.cfg, run.dir)}"
     )
 

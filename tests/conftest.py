@@ -118,10 +118,11 @@ class Result:
         return self.stdout + self.stderr
 
 
-def cli_env() -> dict[str, str]:
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
     env.pop("HYDRA_FULL_ERROR", None)
+    env.update(extra or {})
     return env
 
 
@@ -130,13 +131,18 @@ def cli_command(module: str, *args: str, python_flags: tuple[str, ...] = ()) -> 
 
 
 def run_cli(
-    module: str, *args: str, cwd: Path, timeout: float = 120, python_flags: tuple[str, ...] = ()
+    module: str,
+    *args: str,
+    cwd: Path,
+    timeout: float = 120,
+    python_flags: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Result:
-    """`python -m <module> args...` in `cwd` (so outputs/ lands there)."""
+    """`python -m <module> args...` in `cwd` (so outputs/ lands there); `env` adds variables."""
     proc = subprocess.run(
         cli_command(module, *args, python_flags=python_flags),
         cwd=cwd,
-        env=cli_env(),
+        env=cli_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
