@@ -1,9 +1,16 @@
-"""The DL trainer: loads the data and builds the task (`prepare`), then runs epochs of shuffled
-minibatches with validation each epoch, the best checkpoint by validation accuracy and a final
-test evaluation. Stop requests are honoured between minibatches and resume mid-epoch exactly."""
+"""The DL trainer: loads the data and builds the task (`prepare`), then runs epochs of
+minibatches (`DataModule.loader`) with a validation pass each epoch, the best state by the task's
+objective, and a test pass at the end. Stop requests are honoured between minibatches, and a
+resumed run continues mid-epoch exactly.
+
+Checkpoints: latest.pt by `checkpoint.every_steps` / `every_minutes`; the best epoch's state is
+kept in memory and written as best.pt with each latest.pt, on a stop request and at the end (an
+epoch of a small data set takes milliseconds; writing a file at every improvement would cost
+more than the training)."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +18,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from dl_runner.datasets import Dataset, load_dataset
+from dl_runner.data import DataModule, load_data
+from dl_runner.tasks.base import Task
 from runner_core import checkpoint
 from runner_core.run import Run
 from runner_core.validation import algo_class, check
@@ -22,7 +30,10 @@ def prepare(cfg: DictConfig, start: Callable[[bool], torch.device]) -> DLTrainer
     device = start(False)
     cls = algo_class(cfg)
     check(cfg, cls.rules)
-    data = load_dataset(cfg.dataset, cfg.seed, device)
+    from runner_core.networks import check_roles
+
+    check_roles(cfg.network, cls.roles, f"algo={cfg.algo.name}")
+    data = load_data(cfg.dataset, cfg.seed, device)
     steps_per_epoch = -(-len(data.train) // cfg.algo.batch_size)
     task = cls(cfg, data, device, steps_per_epoch * cfg.algo.epochs)
     return DLTrainer(cfg, data, task, steps_per_epoch, device)
@@ -30,23 +41,29 @@ def prepare(cfg: DictConfig, start: Callable[[bool], torch.device]) -> DLTrainer
 
 class DLTrainer:
     unit = "steps"
-    objective_name = "val/acc"
 
     def __init__(
-        self, cfg: DictConfig, data: Dataset, task: Any, steps_per_epoch: int, device: torch.device
-    ) -> None:
+        self, cfg: DictConfig, data: DataModule, task: Task, steps_per_epoch: int,
+        device: torch.device,
+    ) -> None:  # fmt: skip
         self.cfg, self.data, self.task, self.device = cfg, data, task, device
+        self.objective_name = task.objective
+        self.maximize = task.mode == "max"
         self.steps_per_epoch = steps_per_epoch
         self.total = steps_per_epoch * cfg.algo.epochs
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.epoch = 0
         self.order: torch.Tensor | None = None  # this epoch's shuffle, kept for mid-epoch resume
-        self.best_val = -1.0
+        self.best: float | None = None  # the best objective so far
         self.last_val: dict[str, float] = {}
         self.finished = False  # test metrics logged: resuming a finished run logs nothing again
+        self._best_snapshot: dict[str, Any] | None = None  # best.pt, not yet written
 
     def describe(self) -> dict[str, Any]:
-        return {"dataset": self.data.name, "algo": self.cfg.algo.name, "epochs": self.epoch}
+        return {
+            "dataset": self.data.name, "algo": self.cfg.algo.name, "epochs": self.epoch,
+            "objective_mode": self.task.mode,
+        }  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -54,84 +71,118 @@ class DLTrainer:
             "generator": self.generator.get_state(),
             "epoch": self.epoch,
             "order": self.order,
-            "best_val": self.best_val,
+            "best": self.best,
             "finished": self.finished,
             "data_stats": self.data.stats,
         }
-
-    def load_learned(self, state: dict[str, Any]) -> None:
-        """`init_from`: the model of another run's checkpoint; the optimizer, LR schedule,
-        counters and data order start fresh."""
-        self.task.stateful()["model"].load_state_dict(state["model"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name, obj in self.task.stateful().items():
             obj.load_state_dict(state[name])
         self.generator.set_state(state["generator"])
-        self.epoch, self.order, self.best_val = (
-            int(state["epoch"]),
-            state["order"],
-            float(state["best_val"]),
-        )
+        self.epoch = int(state["epoch"])
+        order = state["order"]
+        self.order = order.to(self.device) if order is not None else None
+        best = state.get("best")
+        self.best = float(best) if best is not None else None
         self.finished = bool(state.get("finished", False))
 
+    def load_learned(self, state: dict[str, Any]) -> None:
+        """`init_from`: the networks of another run's checkpoint; the optimizer, LR schedule,
+        counters and data order start fresh."""
+        for name, obj in self.task.stateful().items():
+            if name not in self.task.training_state:
+                obj.load_state_dict(state[name])
+
+    # the loop ---------------------------------------------------------------------------------
     def fit(self, run: Run) -> dict[str, float]:
-        cfg, data, bs = self.cfg, self.data, self.cfg.algo.batch_size
+        cfg, task = self.cfg, self.task
+        batch_size = cfg.algo.batch_size
         step = run.step
         start_step, start_time = step, time.time()
         run.console.start(self.total, self.unit, step)
         try:
             while self.epoch < cfg.algo.epochs:
                 if self.order is None:
-                    self.order = torch.randperm(len(data.train), generator=self.generator).to(
-                        self.device
-                    )
+                    self.order = torch.randperm(len(self.data.train), generator=self.generator)
+                    self.order = self.order.to(self.device)
                 first = step - self.epoch * self.steps_per_epoch  # > 0 when resuming mid-epoch
-                for b in range(first, self.steps_per_epoch):
-                    idx = self.order[b * bs : (b + 1) * bs]
-                    stats = self.task.update(data.train.x[idx], data.train.y[idx])
+                task.train(True)
+                for x, y in self.data.loader("train", batch_size, self.order, first):
+                    stats = task.training_step(x, y)
                     step += 1
                     run.check_finite(step, stats)
                     run.log(step, {"train/loss": stats["loss"], "train/lr": stats["lr"]})
                     run.console.update(step, f"epoch {self.epoch + 1} loss {stats['loss']:.4f}")
                     run.step = step
+                    if run.stop_requested:
+                        self._save_best(run)
                     run.poll(step)
-                    if b + 1 < self.steps_per_epoch and run.checkpoint_due(step):
-                        run.save(checkpoint.LATEST)
+                    if step < self.epoch_end(self.epoch) and run.checkpoint_due(step):
+                        self._save_latest(run)
                 self.epoch += 1
                 self.order = None
-                self.last_val = self._validate()
-                val_acc = self.last_val["val/acc"]
+                self.last_val = self.evaluate("val")
                 run.log(step, {
                     **self.last_val, "train/epoch": self.epoch,
                     "train/steps_per_s": (step - start_step) / max(time.time() - start_time, 1e-9),
                 })  # fmt: skip
-                run.console.update(step, f"epoch {self.epoch} val acc {val_acc:.4f}")
-                if val_acc > self.best_val:
-                    self.best_val = val_acc
+                self._log_images(run, "val", step, files=False)
+                objective = self.last_val[self.objective_name]
+                run.console.update(step, f"epoch {self.epoch} {self.objective_name} {objective:.4f}")
+                if self.best is None or (objective > self.best if self.maximize else objective < self.best):
+                    self.best = objective
                     if cfg.checkpoint.save_best:
-                        run.save(checkpoint.BEST, {"eval": self.last_val})
+                        self._best_snapshot = copy.deepcopy(run.snapshot({"eval": self.last_val}))
                 if run.checkpoint_due(step) and self.epoch < cfg.algo.epochs:
-                    run.save(checkpoint.LATEST)
+                    self._save_latest(run)
         finally:
             run.console.stop()
         if not self.last_val:
-            self.last_val = self._validate()
-        test = self.task.evaluate(data.test.x, data.test.y)
-        results = {
-            **self.last_val,
-            "val/best_acc": self.best_val,
-            "test/loss": test["loss"],
-            "test/acc": test["acc"],
-        }
+            self.last_val = self.evaluate("val")
+        test = self.evaluate("test")
+        results = {**self.last_val, f"val/best_{self.objective_name.split('/', 1)[1]}": self.best,
+                   **test}  # fmt: skip
         if not self.finished:
-            run.log(step, {"test/loss": test["loss"], "test/acc": test["acc"]})
+            run.log(step, test)
+            self._log_images(run, "test", step, files=True)
             self.finished = True
+        self._save_best(run)
         if cfg.checkpoint.save_final:
             run.save(checkpoint.FINAL)
         run.save(checkpoint.LATEST)
         return results
 
-    def _validate(self) -> dict[str, float]:
-        val = self.task.evaluate(self.data.val.x, self.data.val.y)
-        return {"val/loss": val["loss"], "val/acc": val["acc"]}
+    def epoch_end(self, epoch: int) -> int:
+        return (epoch + 1) * self.steps_per_epoch
+
+    def _save_latest(self, run: Run) -> None:
+        self._save_best(run)
+        run.save(checkpoint.LATEST)
+
+    def _save_best(self, run: Run) -> None:
+        if self._best_snapshot is not None:
+            run.write(checkpoint.BEST, self._best_snapshot)
+            self._best_snapshot = None
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, float]:
+        """The task's metrics averaged over a split, as "<split>/<metric>"."""
+        self.task.train(False)
+        sums: dict[str, torch.Tensor] = {}
+        count = 0
+        for x, y in self.data.loader(split, max(self.cfg.algo.batch_size, 512)):
+            for name, values in self.task.metrics(x, y).items():
+                sums[name] = sums.get(name, 0.0) + values.sum()
+            count += len(x)
+        self.task.train(True)
+        return {f"{split}/{name}": float(total) / count for name, total in sums.items()}
+
+    @torch.no_grad()
+    def _log_images(self, run: Run, split: str, step: int, files: bool) -> None:
+        dataset = getattr(self.data, split)
+        self.task.train(False)
+        x, y = dataset.tensors[0][:64], dataset.tensors[1][:64]
+        for name, image in self.task.images(x, y).items():
+            run.logger.image(f"{split}/{name}", image, step, png=files)
+        self.task.train(True)

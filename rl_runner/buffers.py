@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import torch
+from rl_runner.specs import SpaceSpec
 
 
 def gae(
@@ -50,14 +49,15 @@ def discounted_returns(rewards: np.ndarray, dones: np.ndarray, gamma: float) -> 
 
 
 class RolloutBuffer:
-    """(T, N) numpy arrays for one on-policy rollout, in host memory whatever the training device:
-    the rollout loop fills them from numpy (the envs' and the policy's outputs), and the update
-    moves what it trains on to the device once per rollout."""
+    """(T, N) numpy arrays for one on-policy rollout, shaped by the env's specs (observations
+    as the env gives them, after normalization if any: float vectors, uint8 images, int64
+    states; int64 or float actions), in host memory whatever the training device: the rollout
+    loop fills them from numpy, and the update moves what it trains on to the device once."""
 
-    def __init__(self, steps: int, num_envs: int, obs_dim: int) -> None:
+    def __init__(self, steps: int, num_envs: int, obs: SpaceSpec, act: SpaceSpec) -> None:
         shape = (steps, num_envs)
-        self.obs = np.zeros((*shape, obs_dim), dtype=np.float32)
-        self.actions = np.zeros(shape, dtype=np.int64)
+        self.obs = np.zeros((*shape, *obs.shape), dtype=obs.dtype)
+        self.actions = np.zeros((*shape, *act.shape), dtype=act.dtype)
         self.logprobs = np.zeros(shape, dtype=np.float32)
         self.values = np.zeros(shape, dtype=np.float32)
         self.rewards = np.zeros(shape, dtype=np.float32)
@@ -67,26 +67,39 @@ class RolloutBuffer:
         self.advantages = np.zeros(shape, dtype=np.float32)
         self.returns = np.zeros(shape, dtype=np.float32)
 
+    def flat(self, name: str) -> np.ndarray:
+        """An array with (time, env) flattened, keeping only real transitions (not the steps
+        that only reset a sub-env)."""
+        x = getattr(self, name)
+        x = x.reshape(-1, *x.shape[2:])
+        valid = self.valid.reshape(-1)
+        return x if valid.all() else x[valid]
+
 
 class ReplayBatch(NamedTuple):
-    obs: torch.Tensor
-    actions: torch.Tensor
-    rewards: torch.Tensor
-    next_obs: torch.Tensor
-    terminated: torch.Tensor
+    obs: Any  # numpy arrays from `ReplayBuffer.sample`; tensors after `to_tensors`
+    actions: Any
+    rewards: Any
+    next_obs: Any
+    terminated: Any
+
+    def to_tensors(self, device: Any) -> ReplayBatch:
+        import torch
+
+        return ReplayBatch(*(torch.from_numpy(x).to(device) for x in self))
 
 
 class ReplayBuffer:
-    """A ring buffer of transitions in numpy arrays; sampling draws uniform indices."""
+    """A ring buffer of transitions in numpy arrays shaped by the specs (uint8 images stay
+    uint8, continuous actions keep their shape); sampling draws uniform indices."""
 
-    def __init__(
-        self, capacity: int, obs_shape: tuple[int, ...], obs_dtype: Any, device: torch.device
-    ) -> None:
+    FIELDS = ("obs", "next_obs", "actions", "rewards", "terminated")
+
+    def __init__(self, capacity: int, obs: SpaceSpec, act: SpaceSpec) -> None:
         self.capacity = capacity
-        self.device = device
-        self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
-        self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
-        self.actions = np.zeros(capacity, dtype=np.int64)
+        self.obs = np.zeros((capacity, *obs.shape), dtype=obs.dtype)
+        self.next_obs = np.zeros((capacity, *obs.shape), dtype=obs.dtype)
+        self.actions = np.zeros((capacity, *act.shape), dtype=act.dtype)
         self.rewards = np.zeros(capacity, dtype=np.float32)
         self.terminated = np.zeros(capacity, dtype=np.float32)
         self.pos = 0
@@ -101,7 +114,7 @@ class ReplayBuffer:
         terminated: np.ndarray,
     ) -> None:
         """Add a batch of transitions (one per sub-env)."""
-        n = len(actions)
+        n = len(rewards)
         idx = (self.pos + np.arange(n)) % self.capacity
         self.obs[idx] = obs
         self.next_obs[idx] = next_obs
@@ -112,30 +125,25 @@ class ReplayBuffer:
         self.size = min(self.size + n, self.capacity)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch:
-        import torch
-
+        """Uniformly drawn stored transitions, as numpy arrays."""
         idx = rng.integers(0, self.size, size=batch_size)
-
-        def t(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(a[idx]).to(self.device)
-
         return ReplayBatch(
-            t(self.obs), t(self.actions), t(self.rewards), t(self.next_obs), t(self.terminated)
-        )
+            self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx],
+            self.terminated[idx],
+        )  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         n = self.size
         return {
             "pos": self.pos,
             "size": n,
-            **{
-                k: getattr(self, k)[:n].copy()
-                for k in ("obs", "next_obs", "actions", "rewards", "terminated")
-            },
+            **{k: getattr(self, k)[:n].copy() for k in self.FIELDS},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         n = int(state["size"])
-        for k in ("obs", "next_obs", "actions", "rewards", "terminated"):
+        if n > self.capacity:
+            raise ValueError(f"the stored buffer holds {n} transitions, this one {self.capacity}")
+        for k in self.FIELDS:
             getattr(self, k)[:n] = np.asarray(state[k])
         self.pos, self.size = int(state["pos"]), n

@@ -1,18 +1,14 @@
-"""Environments: resolve a gymnasium id, build vector envs, step them and track episodes.
+"""Environments: resolve a gymnasium id, read its spec, check its contract, build vector envs.
 
 Vector envs run in gymnasium's next-step autoreset mode: the step that ends an episode returns the
 episode's final observation (so truncated episodes can be bootstrapped from it), and the following
-step of that sub-env only resets it. `EnvStepper` flags those reset steps as invalid transitions;
-algorithms drop them.
+step of that sub-env only resets it (see `rl_runner.collectors`).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
-import math
-from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -20,26 +16,9 @@ import numpy as np
 from gymnasium import spaces
 from omegaconf import DictConfig, OmegaConf
 
+from rl_runner import specs
+from rl_runner.specs import EnvSpec
 from runner_core.errors import ConfigError, EnvironmentFault
-
-
-@dataclass(frozen=True)
-class EnvInfo:
-    """Facts about an environment, read from the env itself (never from YAML)."""
-
-    id: str
-    obs_shape: tuple[int, ...]
-    obs_discrete: int | None  # number of states when observations are Discrete (one-hot encoded)
-    action_kind: str  # "discrete" | "continuous" | the space's class name
-    n_actions: int | None
-    action_shape: tuple[int, ...]
-    action_low: np.ndarray | None
-    action_high: np.ndarray | None
-    max_episode_steps: int | None
-
-    @property
-    def obs_dim(self) -> int:
-        return self.obs_discrete if self.obs_discrete is not None else int(np.prod(self.obs_shape))
 
 
 def resolve_id(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -91,17 +70,18 @@ def _make(env_id: str, make: Any) -> Any:
         ) from None
 
 
-def env_info(env_cfg: DictConfig) -> EnvInfo:
+def env_spec(env_cfg: DictConfig) -> EnvSpec:
     """The env's facts, read from one instance of it, after checking that it keeps its own
     contract on a reset and a step (observations in its declared space, finite rewards)."""
     spec = resolve_id(env_cfg.id)
     env = _make(spec.id, lambda: gym.make(spec.id, **_make_kwargs(env_cfg)))
     try:
-        info = describe(
-            env.observation_space, env.action_space, spec.id, env.spec.max_episode_steps
-        )
+        facts = specs.env_spec(
+            env.observation_space, env.action_space, spec.id, env.spec.max_episode_steps,
+            has_model=hasattr(env.unwrapped, "P"),
+        )  # fmt: skip
         check_contract(env, spec.id)
-        return info
+        return facts
     finally:
         env.close()
 
@@ -143,32 +123,6 @@ def _check_observation(space: spaces.Space, obs: Any, env_id: str, where: str) -
             f"Environment {env_id!r} declares {space} observations, but {where} returned "
             f"{obs!r}. Make the two agree in the environment's code."
         )
-
-
-def describe(
-    obs_space: spaces.Space, act_space: spaces.Space, env_id: str, limit: int | None
-) -> EnvInfo:
-    if isinstance(obs_space, spaces.Discrete):
-        obs_shape, obs_discrete = (), int(obs_space.n)
-    elif isinstance(obs_space, spaces.Box):
-        obs_shape, obs_discrete = tuple(obs_space.shape), None
-    else:
-        raise ConfigError(
-            f"Environment {env_id!r} has a {type(obs_space).__name__} observation space; the "
-            "runner supports Box and Discrete observations."
-        )
-    if isinstance(act_space, spaces.Discrete):
-        return EnvInfo(
-            env_id, obs_shape, obs_discrete, "discrete", int(act_space.n), (), None, None, limit
-        )
-    if isinstance(act_space, spaces.Box):
-        return EnvInfo(
-            env_id, obs_shape, obs_discrete, "continuous", None, tuple(act_space.shape),
-            act_space.low.copy(), act_space.high.copy(), limit,
-        )  # fmt: skip
-    return EnvInfo(
-        env_id, obs_shape, obs_discrete, type(act_space).__name__, None, (), None, None, limit
-    )
 
 
 def _make_kwargs(env_cfg: DictConfig) -> dict[str, Any]:
@@ -231,153 +185,3 @@ def set_env_rng_states(envs: gym.vector.VectorEnv, states: list[dict[str, Any]])
             rng.bit_generator.state = state
 
 
-def _vector_call(envs: gym.vector.VectorEnv, call: Any, what: str) -> Any:
-    """`call()`, a vector env's reset or step, with the error it raises when a sub-env's
-    observation does not fit the declared space turned into one that says so."""
-    try:
-        return call()
-    except ValueError as exc:
-        if "shape" not in str(exc) and "broadcast" not in str(exc):
-            raise
-        env_id = envs.spec.id if envs.spec is not None else type(envs.unwrapped).__name__
-        raise EnvironmentFault(
-            f"Environment {env_id!r} returned an observation from {what} that does not fit "
-            f"its declared observation space {envs.single_observation_space} ({exc}). Make "
-            "the two agree in the environment's code."
-        ) from None
-
-
-def check_finite_step(
-    envs: gym.vector.VectorEnv, obs: np.ndarray, reward: np.ndarray, step: int | None
-) -> None:
-    """Raise EnvironmentFault if a sub-env returned a NaN or infinite observation or reward.
-    The test is one float64 sum (finite float32 values cannot overflow it), ~1 us a step; the
-    diagnosis runs only when it fails."""
-    total = np.add.reduce(reward, axis=None, dtype=np.float64)
-    if obs.dtype.kind == "f":
-        total += np.add.reduce(obs, axis=None, dtype=np.float64)
-    if math.isfinite(total):
-        return
-    env_id = envs.spec.id if envs.spec is not None else type(envs.unwrapped).__name__
-    for name, values in (("observation", obs), ("reward", reward)):
-        flat = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
-        bad = ~np.isfinite(flat)
-        if bad.any():
-            sub = int(np.flatnonzero(bad.any(axis=1))[0])
-            value = flat[sub][bad[sub]][0]
-            raise EnvironmentFault(
-                f"Environment {env_id!r} returned a non-finite {name} ({value}) "
-                f"{'during an evaluation' if step is None else f'at env step {step:,}'} "
-                f"(sub-env {sub}). The environment is at fault, not the learning "
-                "settings: observations and rewards must be finite numbers."
-            )
-
-
-class EnvStepper:
-    """Steps a vector env, counts env steps and records finished episodes."""
-
-    def __init__(self, envs: gym.vector.VectorEnv, seed: int, step: int = 0) -> None:
-        self.envs = envs
-        self.num_envs = envs.num_envs
-        self.obs, _ = _vector_call(envs, lambda: envs.reset(seed=seed), "reset()")
-        self.step_count = step
-        self.reset_next = np.zeros(self.num_envs, dtype=bool)  # the next step only resets
-        self.ep_return = np.zeros(self.num_envs, dtype=np.float64)
-        self.ep_length = np.zeros(self.num_envs, dtype=np.int64)
-        self.finished_returns: list[float] = []  # since last drained
-        self.finished_lengths: list[int] = []
-        self.recent: deque[float] = deque(maxlen=20)
-        self.episodes = 0
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Returns (next_obs, reward, terminated, truncated, valid); `valid` is False for the
-        reset steps that follow an episode's end."""
-        valid = ~self.reset_next
-        envs = self.envs
-        next_obs, reward, terminated, truncated, _ = _vector_call(
-            envs, lambda: envs.step(actions), "step()"
-        )
-        self.step_count += self.num_envs
-        check_finite_step(envs, next_obs, reward, self.step_count)
-        done = terminated | truncated
-        self.ep_return += reward
-        self.ep_length += valid
-        if done.any():
-            for i in np.flatnonzero(done):
-                self.finished_returns.append(float(self.ep_return[i]))
-                self.finished_lengths.append(int(self.ep_length[i]))
-                self.recent.append(float(self.ep_return[i]))
-            self.episodes += int(done.sum())
-            self.ep_return[done] = 0.0
-            self.ep_length[done] = 0
-        self.reset_next = done
-        self.obs = next_obs
-        return next_obs, reward, terminated, truncated, valid
-
-    def drain_episodes(self) -> dict[str, float]:
-        """Mean return and length of the episodes finished since the last call."""
-        if not self.finished_returns:
-            return {}
-        n = len(self.finished_returns)  # a few per update: Python sums, not numpy's calls
-        stats = {
-            "charts/episodic_return": math.fsum(self.finished_returns) / n,
-            "charts/episodic_length": math.fsum(self.finished_lengths) / n,
-        }
-        self.finished_returns.clear()
-        self.finished_lengths.clear()
-        return stats
-
-
-EVAL_EPISODE_LIMIT = 10_000  # steps; caps evaluation episodes of envs that register no limit
-
-
-def evaluate(
-    policy: Any,
-    envs: gym.vector.VectorEnv,
-    episodes: int,
-    seed: int,
-    max_episode_steps: int = EVAL_EPISODE_LIMIT,
-) -> np.ndarray:
-    """Returns of `episodes` episodes of `policy(obs) -> actions`, spread evenly over the
-    sub-envs (each sub-env plays a fixed number, so short episodes are not over-counted).
-
-    An episode still running after `max_episode_steps` steps is cut there and counted with the
-    return it has, so a policy that never ends an episode (possible on envs without a time
-    limit) cannot make evaluation run forever."""
-    n = envs.num_envs
-    targets = np.array([(episodes + i) // n for i in range(n)])
-    counts = np.zeros(n, dtype=np.int64)
-    remaining = int(targets.sum())
-    ep_return = np.zeros(n)
-    ep_len = np.zeros(n, dtype=np.int64)
-    returns: list[float] = []
-    obs, _ = envs.reset(seed=seed)
-    live = np.ones(n, dtype=bool)  # False for the reset step that follows an episode's end
-    # one step of 20 CartPoles costs ~90 us, so the bookkeeping below runs a few whole-array
-    # operations per step and leaves per-episode work to the steps where an episode ends
-    while remaining > 0:
-        obs, reward, terminated, truncated, _ = envs.step(policy(obs))
-        check_finite_step(envs, obs, reward, None)
-        np.add(ep_return, reward, out=ep_return, where=live)
-        np.add(ep_len, live, out=ep_len)
-        done = ended = terminated | truncated
-        cut = None  # episodes cut at the limit, once any gets that long
-        if ep_len.max() >= max_episode_steps:
-            cut = ~done & (ep_len >= max_episode_steps)
-            ended = done | cut
-        if ended.any():
-            for i in np.flatnonzero(ended):
-                if counts[i] < targets[i]:
-                    returns.append(float(ep_return[i]))
-                    counts[i] += 1
-                    remaining -= 1
-            ep_return[ended] = 0.0
-            ep_len[ended] = 0
-        np.logical_not(done, out=live)
-        if cut is not None and cut.any():
-            if isinstance(envs, gym.vector.SyncVectorEnv | gym.vector.AsyncVectorEnv):
-                obs, _ = envs.reset(options={"reset_mask": cut})
-            else:  # native vector envs reset all sub-envs: their unfinished episodes are dropped
-                obs, _ = envs.reset()
-                ep_return[:], ep_len[:], live[:] = 0.0, 0, True
-    return np.asarray(returns)

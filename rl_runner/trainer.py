@@ -1,6 +1,7 @@
 """The RL trainer: builds envs and the algorithm (`prepare`), then drives the cadence around the
-algorithm's own loop: env steps, episode statistics, losses, evaluation, checkpoints, progress
-and stop requests. Algorithms call `env_step`, `after_update` and `tick`; nothing else."""
+algorithm's own loop (see `rl_runner.algos.base`): progress in the loop's unit (env steps,
+sweeps, generations), episode statistics, losses, evaluation, checkpoints and stop requests.
+Loops call `env_step`, `advance`, `after_update` and `tick`; nothing else."""
 
 from __future__ import annotations
 
@@ -19,17 +20,14 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
+from rl_runner import fast
 from rl_runner.algos.base import Algorithm
-from rl_runner.envs import (
-    EnvInfo,
-    EnvStepper,
-    env_info,
-    env_rng_states,
-    evaluate,
-    make_vec_env,
-    set_env_rng_states,
-)
+from rl_runner.collectors import EnvStepper, evaluate
+from rl_runner.envs import env_rng_states, env_spec, make_vec_env, set_env_rng_states
+from rl_runner.specs import EnvSpec
 from runner_core import checkpoint
+from runner_core.device import NumpyCPU
+from runner_core.errors import ConfigError
 from runner_core.run import Run
 from runner_core.validation import RL_RULES, algo_class, check
 
@@ -38,31 +36,46 @@ STOP_WAIT_S = 10.0  # on SIGINT/SIGTERM, how long a background evaluation may st
 
 
 def prepare(cfg: DictConfig, start: Callable[[bool], Any]) -> RLTrainer:
-    """Validate `cfg` against the env, get the device from `start` (numpy alone where the
-    algorithm says the run can go without torch, see `resolve_device`), then build the envs, the
-    algorithm and the trainer."""
+    """Validate `cfg` against the env, pick the backend and get the device from `start` (numpy
+    alone where the algorithm, or its numpy version in `rl_runner.fast`, needs no torch: see
+    `resolve_device`), then build the envs, the algorithm and the trainer."""
     check(cfg, RL_RULES)
-    info = env_info(cfg.env)
+    spec = env_spec(cfg.env)
     cls = algo_class(cfg)
-    cls.check(cfg, info)
-    device = start(cls.runs_without_torch(cfg, info))
+    cls.check(cfg, spec)
+    numpy_cls = cls if cls.backend == "numpy" else None
+    if numpy_cls is None and cfg.device.backend != "torch":
+        numpy_cls = fast.variant(cls, cfg, spec)
+    if cfg.device.backend == "numpy" and numpy_cls is None:
+        raise ConfigError(
+            f"Config key 'device.backend' is 'numpy', but algo={cfg.algo.name} has no numpy "
+            f"version for this run ({fast.why_not(cls, cfg, spec)}). Use device.backend=auto "
+            "or torch."
+        )
+    device = start(numpy_cls is not None)
+    if isinstance(device, NumpyCPU) and numpy_cls is not None:
+        cls = numpy_cls
     envs = make_vec_env(cfg.env, cfg.env.num_envs)
     eval_envs = make_vec_env(cfg.env, min(cfg.eval.episodes, 32))
-    algo = cls(cfg, info, device, cfg.seed)
-    return RLTrainer(cfg, info, algo, envs, eval_envs)
+    algo = cls(cfg, spec, device, cfg.seed)
+    return RLTrainer(cfg, spec, algo, envs, eval_envs)
 
 
 class RLTrainer:
-    unit = "steps"
     objective_name = "eval/mean_return"
 
     def __init__(
-        self, cfg: DictConfig, info: EnvInfo, algo: Algorithm, envs: Any, eval_envs: Any
+        self, cfg: DictConfig, spec: EnvSpec, algo: Algorithm, envs: Any, eval_envs: Any
     ) -> None:
-        self.cfg, self.info, self.algo = cfg, info, algo
+        self.cfg, self.spec, self.algo = cfg, spec, algo
         self.envs, self.eval_envs = envs, eval_envs
-        self.total = int(cfg.algo.total_steps)
+        self.unit = algo.unit  # what progress counts: env steps, sweeps, generations
+        self.total = type(algo).budget(cfg)
         self.num_envs = envs.num_envs
+        self.units = 0  # progress of loops that do not count env steps
+        self.env_steps = 0  # env steps those loops played (population episodes)
+        self.finished_early = False  # a planning loop that converged
+        self._population_envs: Any = None
         self.best_eval = -np.inf
         self.last_eval: dict[str, float] = {}
         self.episodes = 0
@@ -83,7 +96,8 @@ class RLTrainer:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "env_id": self.info.id,
+            "objective_mode": "max",
+            "env_id": self.spec.id,
             "algo": self.cfg.algo.name,
             "episodes": self.episodes,
             "runner_overhead_s": round(self.overhead_s, 6),  # short runs: well under 1 ms
@@ -99,6 +113,9 @@ class RLTrainer:
             "solved_time": self.solved_time,
             "episodes": self.stepper.episodes if self.stepper else self.episodes,
             "env_rng": env_rng_states(self.envs),
+            "units": self.units,
+            "env_steps": self.env_steps,
+            "finished_early": self.finished_early,
         }
 
     def load_learned(self, state: dict[str, Any]) -> None:
@@ -115,12 +132,16 @@ class RLTrainer:
         self.solved_at = state.get("solved_at")
         self.solved_time = state.get("solved_time")
         self._env_rng = state.get("env_rng")
+        self.units = int(state.get("units", 0))
+        self.env_steps = int(state.get("env_steps", 0))
+        self.finished_early = bool(state.get("finished_early", False))
 
     def fit(self, run: Run) -> dict[str, float]:
         self.run = run
         cfg = self.cfg
         # a resumed run restarts its episodes (fresh resets) and then restores the env RNGs
-        self.stepper = EnvStepper(self.envs, cfg.seed + run.step, run.step)
+        env_steps = run.step if self.unit == "steps" else self.env_steps
+        self.stepper = EnvStepper(self.envs, cfg.seed + run.step, env_steps)
         self.stepper.episodes = self.episodes
         if self._env_rng:
             set_env_rng_states(self.envs, self._env_rng)
@@ -160,17 +181,43 @@ class RLTrainer:
     # what algorithms call ---------------------------------------------------------------------
     @property
     def done(self) -> bool:
-        """The budget is spent, or an evaluation reached `eval.stop_at_return`."""
-        return self.step >= self.total or self.solved_at is not None
+        """The budget is spent, an evaluation reached `eval.stop_at_return`, or the loop
+        converged (`finish_early`)."""
+        return self.step >= self.total or self.solved_at is not None or self.finished_early
 
     @property
     def step(self) -> int:
-        return self.stepper.step_count
+        """Progress in the loop's unit: env steps, sweeps or generations."""
+        return self.stepper.step_count if self.unit == "steps" else self.units
 
     @property
     def progress(self) -> int:
-        """Env steps so far (also before and after `fit`)."""
-        return self.stepper.step_count if self.stepper is not None else 0
+        """`step`, also before and after `fit`."""
+        return self.step if self.stepper is not None else 0
+
+    @property
+    def fraction_done(self) -> float:
+        """Progress as a fraction of the budget, in [0, 1] (for schedules: a rollout may end
+        past the budget)."""
+        return min(self.step / self.total, 1.0)
+
+    def advance(self, n: int = 1, env_steps: int = 0) -> None:
+        """Loops that do not count env steps: `n` more units done (sweeps, generations), and
+        the env steps they played."""
+        self.units += n
+        self.env_steps += env_steps
+
+    def finish_early(self) -> None:
+        """The loop has converged: the run ends after this update's cadence."""
+        self.finished_early = True
+
+    def population_envs(self, n: int) -> Any:
+        """A vector env of `n` sub-envs for a population's episodes (made once)."""
+        if self._population_envs is None or self._population_envs.num_envs != n:
+            if self._population_envs is not None:
+                self._population_envs.close()
+            self._population_envs = make_vec_env(self.cfg.env, n)
+        return self._population_envs
 
     @property
     def obs(self) -> np.ndarray:
@@ -189,6 +236,8 @@ class RLTrainer:
             metrics["charts/sps"] = (step - self._start_step) / max(
                 time.time() - self._start_time, 1e-9
             )
+            if self.unit != "steps" and self.env_steps:
+                metrics["charts/env_steps"] = self.env_steps
             self.run.log(step, {**metrics, **self._drain_episodes()})  # one event for both
         self._cadence()
         self.overhead_s += time.perf_counter() - start
@@ -270,14 +319,15 @@ class RLTrainer:
     # / 4, waiting if need be), and before the next evaluation or checkpoint and at the end: the
     # results, best.pt and the order of the logs are the same whatever the timing.
     def _background_possible(self) -> bool:
-        """Linux (fork is cheap there, and the child runs numpy only), a policy that evaluates
-        in numpy alone, and no `stop_at_return` (such a run ends at the solving evaluation)."""
+        """Linux (fork is cheap there), an algorithm on the numpy backend (the child must not
+        touch torch, whose threads do not survive a fork), and no `stop_at_return` (such a run
+        ends at the solving evaluation)."""
         cfg = self.cfg
         return (
             bool(cfg.eval.background)
             and sys.platform == "linux"
             and cfg.eval.stop_at_return is None
-            and self.algo.numpy_evaluation
+            and self.algo.backend == "numpy"
         )
 
     def _start_evaluation(self) -> None:

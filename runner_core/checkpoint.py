@@ -1,9 +1,9 @@
 """Checkpoints: a dict of state_dicts, written atomically and read with weights_only=True.
 
-States hold torch tensors, numpy arrays and plain containers. A state without tensors (a run on
-the numpy CPU path, which never imports torch) is written by `torchfile.dump` in torch's own
-format; one with tensors by `torch.save`, its numpy arrays turned into tensors. Either way
-`torch.load(..., weights_only=True)` reads the file, arrays coming back as tensors."""
+States hold torch tensors, numpy arrays and plain containers. They are written by `torch.save`,
+numpy arrays turned into tensors, or, in a run that never imported torch (the numpy backend), by
+`TORCH_FREE_WRITER` in torch's own format. Either way `torch.load(..., weights_only=True)` reads
+the file, arrays coming back as tensors, after the zip archive's CRC-32s are checked."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import struct
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from runner_core import torchfile
 from runner_core.errors import CheckpointError
 
 FORMAT = "rl_runner.checkpoint/1"
@@ -48,23 +48,18 @@ def save_atomic(state: dict[str, Any], path: Path, keep_previous: bool = False) 
         raise
 
 
+# how a run that never imported torch writes its checkpoints (set by the numpy backend,
+# `rl_runner.fast`: torch's own file format, written without torch)
+TORCH_FREE_WRITER: Callable[[dict[str, Any], Any], None] | None = None
+
+
 def _write(state: dict[str, Any], f: Any) -> None:
-    if "torch" in sys.modules and _holds_tensors(state):
-        import torch
-
-        torch.save(_tensors(state), f)
-    else:
-        torchfile.dump(state, f)
-
-
-def _holds_tensors(obj: Any) -> bool:
+    if "torch" not in sys.modules and TORCH_FREE_WRITER is not None:
+        TORCH_FREE_WRITER(state, f)
+        return
     import torch
 
-    if isinstance(obj, dict):
-        return any(_holds_tensors(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return any(_holds_tensors(v) for v in obj)
-    return isinstance(obj, torch.Tensor)
+    torch.save(_tensors(state), f)
 
 
 def _tensors(obj: Any) -> Any:

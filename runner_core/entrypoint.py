@@ -15,6 +15,7 @@ import gc
 import json
 import math
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -324,7 +325,18 @@ def exit_now(status: object) -> NoReturn:
     os._exit(code)
 
 
+ROLE_OVERRIDE = re.compile(r"^network\.[A-Za-z_]\w*\.[A-Za-z_][\w.]*=")
+
+
+def role_overrides(args: list[str]) -> list[str]:
+    """`network.<role>.<key>=v` sets one role's network (see `runner_core.networks`). The
+    network YAMLs hold only their own settings, so the role node is added on the fly: Hydra's
+    `++` (add or override) spelled for the user."""
+    return ["++" + a if ROLE_OVERRIDE.match(a) else a for a in args]
+
+
 def _main(config_name: str) -> None:
+    sys.argv[1:] = role_overrides(sys.argv[1:])
     args = sys.argv[1:]
     # --help answered here, fast, unless configs come from elsewhere (then Hydra's own help)
     foreign = any(a.split("=", 1)[0] in FOREIGN_CONFIG_OPTIONS for a in args)

@@ -18,6 +18,7 @@ from runner_core.errors import CheckpointError
 from runner_core.events import EventFile, hparams_summaries, scalars_summary, text_summary
 
 METRICS_FILE = "metrics.jsonl"
+IMAGES_DIR = "images"
 WALL_CLOCK_KEYS = ("wall_time", "charts/sps")  # differ between otherwise identical runs
 
 
@@ -81,6 +82,20 @@ class MetricLogger:
             self._events.add_summary(summary)
         for tag, value in metrics.items():
             self._events.add_summary(scalars_summary({tag: value}))
+
+    def image(self, tag: str, image: Any, step: int, png: bool = False) -> None:
+        """An (H, W, 3) uint8 image: to TensorBoard's images tab (PNG-encoded by torch's
+        TensorBoard summary code), and with `png` also as images/<tag>_<step>.png."""
+        from torch.utils.tensorboard.summary import image as image_summary
+
+        summary = image_summary(tag, image, dataformats="HWC")
+        if self._events is not None:
+            self._events.add_summary(summary, step)
+        if png:
+            folder = self.run_dir / IMAGES_DIR
+            folder.mkdir(exist_ok=True)
+            name = f"{tag.replace('/', '_')}_{step}.png"
+            (folder / name).write_bytes(summary.value[0].image.encoded_image_string)
 
     def mark(self) -> dict[str, Any]:
         """Flush everything logged so far (metrics.jsonl and TensorBoard) and describe

@@ -164,14 +164,14 @@ class Run:
             return True
         return 0 < self._ckpt_seconds <= time.monotonic() - self._last_save
 
-    def save(
-        self, name: str, extra: dict[str, Any] | None = None, mark: dict[str, Any] | None = None
-    ) -> Path:
-        """Write checkpoints/<name> with the session's state at `self.step`. `mark` is the
-        metrics.jsonl mark to store (`MetricLogger.mark`), taken now if not given (a forked
-        evaluation passes the one taken when it was forked)."""
-        path = self.ckpt_dir / name
-        state = {
+    def snapshot(
+        self, extra: dict[str, Any] | None = None, mark: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """What a checkpoint of the session at `self.step` holds. `mark` is the metrics.jsonl
+        mark to store (`MetricLogger.mark`), taken now if not given (a forked evaluation passes
+        the one taken when it was forked). Its tensors are the live ones: deep-copy it to keep
+        it for later."""
+        return {
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "session": self.session.state_dict(),
             "rng": rng_state(),
@@ -180,11 +180,22 @@ class Run:
             "metrics": mark if mark is not None else self.logger.mark(),
             **(extra or {}),
         }
+
+    def write(self, name: str, state: dict[str, Any]) -> Path:
+        """Write a snapshot as checkpoints/<name> (atomically; latest.pt keeps its previous
+        version as previous.pt)."""
+        path = self.ckpt_dir / name
         checkpoint.save_atomic(state, path, keep_previous=name == checkpoint.LATEST)
-        self.saved[name] = self.step
+        self.saved[name] = int(state["step"])
         if name == checkpoint.LATEST:
             self._last_save = time.monotonic()
         return path
+
+    def save(
+        self, name: str, extra: dict[str, Any] | None = None, mark: dict[str, Any] | None = None
+    ) -> Path:
+        """Write checkpoints/<name> with the session's state at `self.step`."""
+        return self.write(name, self.snapshot(extra, mark))
 
     def every(self, interval: int, start: int) -> Callable[[int], bool]:
         """A cheap predicate: true each time `step` crosses the next multiple of `interval`."""

@@ -104,7 +104,6 @@ def check(cfg: DictConfig, rules: Sequence[Rule], where: str = "") -> None:
 
 
 # keys every run has, whatever its family
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "swish")
 SEED_LIMIT = 2**32  # numpy's legacy seeding, gymnasium and torch all take seeds below this
 COMMON_RULES: tuple[Rule, ...] = (
     Rule(
@@ -113,11 +112,9 @@ COMMON_RULES: tuple[Rule, ...] = (
     one_of("algo.family", ("rl", "dl")),
     one_of("device.type", ("auto", "cpu", "cuda", "mps")),
     positive_int("device.threads"),
-    one_of("network.type", ("mlp",)),
-    int_list("network.hidden"),
-    one_of("network.activation", ACTIVATIONS),
-    in_range("network.dropout", 0.0, 1.0, hi_open=True),
-    boolean("network.batchnorm"),
+    Rule("network._target_", lambda v: isinstance(v, str) and "." in v,
+         "a builder's import path, e.g. runner_core.networks.MLP"),  # fmt: skip
+    one_of("device.backend", ("auto", "torch", "numpy")),
     one_of("logger.console", ("auto", "rich", "plain", "off")),
     positive("logger.print_every_s"),
     positive_int("logger.log_every_updates"),
@@ -148,12 +145,59 @@ RL_RULES: tuple[Rule, ...] = (
 )
 
 
-def plain(node: DictConfig) -> SimpleNamespace:
-    """A config node as a plain namespace: attribute access without OmegaConf's per-access cost
-    (hyper-parameters are read inside hot loops)."""
-    values = OmegaConf.to_container(node, resolve=True)
-    assert isinstance(values, dict)
-    return SimpleNamespace(**{str(k): v for k, v in values.items()})
+class Hyper(SimpleNamespace):
+    """Hyper-parameters as plain attributes (read in hot loops without OmegaConf's per-access
+    cost). A key the algorithm reads but its config lacks is a ConfigError, not an
+    AttributeError."""
+
+    def __init__(self, node: DictConfig, where: str = "algo") -> None:
+        values = OmegaConf.to_container(node, resolve=True)
+        assert isinstance(values, dict)
+        super().__init__(**{str(k): v for k, v in values.items()})
+        object.__setattr__(self, "_where", where)
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        name = self.__dict__.get("name", "?")
+        where = self.__dict__.get("_where", "algo")
+        raise ConfigError(
+            f"Config key '{where}.{key}' is missing: algo={name} needs it. Add it to "
+            f"conf/{where}/{name}.yaml or set it on the command line (+{where}.{key}=...)."
+        )
+
+
+def plain(node: DictConfig) -> Hyper:
+    return Hyper(node)
+
+
+# rules of the keys that several algorithms share: an algorithm lists the ones it reads
+# (`shared("total_steps", "lr")`) and adds its own
+SHARED_RULES: dict[str, Rule] = {
+    rule.key.split(".", 1)[1]: rule
+    for rule in (
+        positive_int("algo.total_steps"),
+        positive("algo.lr"),
+        boolean("algo.anneal_lr"),
+        in_range("algo.gamma", 0.0, 1.0),
+        positive_int("algo.batch_size"),
+        positive_int("algo.buffer_size"),
+        non_negative_int("algo.learning_starts"),
+        positive("algo.max_grad_norm"),
+        positive("algo.adam_eps"),
+        boolean("algo.normalize_obs"),
+        boolean("algo.normalize_reward"),
+        in_range("algo.tau", 0.0, 1.0),
+        positive_int("algo.num_steps"),
+        in_range("algo.gae_lambda", 0.0, 1.0),
+        non_negative("algo.ent_coef"),
+        non_negative("algo.vf_coef"),
+    )
+}
+
+
+def shared(*keys: str) -> tuple[Rule, ...]:
+    return tuple(SHARED_RULES[k] for k in keys)
 
 
 def algo_class(cfg: DictConfig) -> type:

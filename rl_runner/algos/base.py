@@ -1,5 +1,17 @@
-"""Thin bases: `Algorithm` holds what every RL algorithm shares; the family bases own the loop,
-so an algorithm writes only its setup and `update(...) -> dict[str, float]`."""
+"""Thin bases. `Algorithm` holds what every RL algorithm shares; each family base owns its loop,
+so an algorithm writes only its setup and its update:
+
+| family base | loop | progress counted in |
+|---|---|---|
+| `OnPolicyAlgorithm` | collect a rollout, estimate advantages, `update(buffer, progress)` | env steps |
+| `OffPolicyAlgorithm` | act, store transitions, every `train_freq` steps `update(batch)` | env steps |
+| `TabularAlgorithm` | act, `update(transition)` after every env step | env steps |
+| `PlanningAlgorithm` | `sweep()` over the env's known model until converged | sweeps |
+| `PopulationAlgorithm` | `ask()` candidates, play an episode each, `tell(returns)` | generations |
+
+Env stepping goes through the trainer (`t.env_step`) and the collectors; checkpoints, resume,
+evaluation, logging, stop requests and the NaN guard are the trainer's, whatever the loop.
+"""
 
 from __future__ import annotations
 
@@ -9,118 +21,125 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from omegaconf import DictConfig
 
-from rl_runner.buffers import RolloutBuffer, gae
-from rl_runner.envs import EnvInfo
+from rl_runner.collectors import RolloutCollector, Transition, play_episodes
+from rl_runner.normalize import ObsNormalizer, RewardScaler
+from rl_runner.specs import EnvSpec
 from runner_core.errors import ConfigError
-from runner_core.validation import Rule, check, plain
+from runner_core.validation import Hyper, Rule, check, select
 
 if TYPE_CHECKING:
-    import torch
-
+    from rl_runner.buffers import RolloutBuffer
     from rl_runner.trainer import RLTrainer
+
+Policy = Callable[[np.ndarray], np.ndarray]  # observations -> env actions
 
 
 class Algorithm:
-    """Config, env facts, device, observation encoding and checkpointable state."""
+    """Config, env spec, device, a seeded generator, observation and reward normalization,
+    networks by role, and checkpointable state."""
 
+    obs_kinds: ClassVar[tuple[str, ...]] = ("vector",)
     action_kinds: ClassVar[tuple[str, ...]] = ("discrete",)
+    roles: ClassVar[tuple[str, ...]] = ()  # the networks it builds, by role (network.<role>)
     rules: ClassVar[tuple[Rule, ...]] = ()
+    unit: ClassVar[str] = "steps"  # what its progress counts: env steps, sweeps, generations
+    budget_key: ClassVar[str] = "algo.total_steps"
+    # "numpy": the algorithm never needs torch (tabular and planning methods, and the numpy
+    # backend's versions of PPO and DQN in `rl_runner.fast`): its run imports no torch, and its
+    # periodic evaluations may run in a forked process (see `RLTrainer`)
+    backend: ClassVar[str] = "torch"
 
-    def __init__(self, cfg: DictConfig, info: EnvInfo, device: Any, seed: int) -> None:
-        """`device`: a torch device, or `NUMPY_CPU` where `runs_without_torch` allowed it."""
-        self.hp = plain(cfg.algo)
-        self.net_cfg = cfg.network
-        self.info = info
+    def __init__(self, cfg: DictConfig, spec: EnvSpec, device: Any, seed: int) -> None:
+        self.cfg = cfg
+        self.hp = Hyper(cfg.algo)
+        self.spec = spec
         self.device = device
         self.rng = np.random.default_rng(seed)
-        self.obs_rms = None
-        if self.hp.normalize_obs:
-            from rl_runner.normalize import RunningMeanStd
-
-            self.obs_rms = RunningMeanStd(info.obs_dim)
         self.num_updates = 0
+        self.obs_norm = (
+            ObsNormalizer(spec.obs.shape) if getattr(self.hp, "normalize_obs", False) else None
+        )
 
+    # what it can run on ---------------------------------------------------------------------
     @classmethod
-    def check(cls, cfg: DictConfig, info: EnvInfo) -> None:
+    def check(cls, cfg: DictConfig, spec: EnvSpec) -> None:
         """Refuse configs out of range and envs this algorithm cannot handle."""
         check(cfg, cls.rules)
-        if info.action_kind not in cls.action_kinds:
+        name = cfg.algo.name
+        if spec.action_kind not in cls.action_kinds:
             raise ConfigError(
-                f"algo={cfg.algo.name} handles {' and '.join(cls.action_kinds)} action spaces, but "
-                f"{info.id} has a {info.action_kind} action space. Pick another env, or an "
+                f"algo={name} handles {' and '.join(cls.action_kinds)} action spaces, but "
+                f"{spec.id} has a {spec.action_kind} action space. Pick another env, or an "
                 "algorithm for that action space."
+            )
+        if spec.obs_kind not in cls.obs_kinds:
+            raise ConfigError(
+                f"algo={name} handles {' and '.join(cls.obs_kinds)} observations, but {spec.id} "
+                f"has {spec.obs_kind} observations. Pick another env, or an algorithm for them."
+            )
+        if cls.roles:
+            from runner_core.networks import check_roles
+
+            check_roles(cfg.network, cls.roles, f"algo={name}")
+        if getattr(cfg.algo, "normalize_obs", False) and spec.obs_kind != "vector":
+            raise ConfigError(
+                f"Config key 'algo.normalize_obs' is true, but {spec.id} has {spec.obs_kind} "
+                "observations: only vector observations are normalized."
             )
 
     @classmethod
-    def runs_without_torch(cls, cfg: DictConfig, info: EnvInfo) -> bool:
-        """Whether this algorithm has numpy code for everything the run needs (network,
-        observations, updates), so that on the CPU it can run without importing torch (see
-        `runner_core.device.NUMPY_CPU`)."""
-        return False
+    def budget(cls, cfg: DictConfig) -> int:
+        """The run's length in `unit`s."""
+        return int(select(cfg, cls.budget_key))
 
-    # observations ------------------------------------------------------------------------------
-    def encode(self, obs: np.ndarray, update_stats: bool = False) -> torch.Tensor:
-        """Env observations -> float tensor (one-hot for Discrete, normalized if asked)."""
+    # networks ---------------------------------------------------------------------------------
+    def build(self, role: str, out_features: int) -> Any:
+        """The torch network for `role`: an encoder for this env's observations, then the body
+        the `network` group configures (with `network.<role>`'s overrides), on the device."""
+        from runner_core.networks import build
+
+        obs = self.spec.obs
+        net = build(self.cfg.network, role, obs.kind, obs.shape, out_features, obs.n)
+        return net.to(self.device)
+
+    def tensor(self, x: np.ndarray) -> Any:
         import torch
-        import torch.nn.functional as F
 
-        x = torch.as_tensor(obs, device=self.device)
-        if self.info.obs_discrete is not None:
-            return F.one_hot(x.long(), self.info.obs_discrete).float()
-        x = x.reshape(x.shape[0], -1).float()
-        if self.obs_rms is not None:
-            if update_stats:
-                self.obs_rms.update(x)
-            x = self.obs_rms(x)
-        return x
+        return torch.as_tensor(x, device=self.device)
 
-    def encode_numpy(self, obs: np.ndarray, update_stats: bool = False) -> np.ndarray:
-        """`encode` for the CPU-side rollout and evaluation loops: float32 numpy, and without a
-        round trip through torch for plain vector observations (most envs)."""
-        if self.info.obs_discrete is None and self.obs_rms is None:
-            return np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
-        return self.encode(obs, update_stats).cpu().numpy()
+    # observations and rewards (numpy, on the host) ------------------------------------------
+    def observe(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
+        """Env observations as the networks take them: normalized if `algo.normalize_obs`
+        (updating the running statistics while collecting, not while evaluating)."""
+        return obs if self.obs_norm is None else self.obs_norm(obs, update)
 
-    def predict(self, obs: np.ndarray) -> np.ndarray:
-        """Deterministic actions for evaluation."""
+    # acting -----------------------------------------------------------------------------------
+    def evaluation_policy(self, deterministic: bool, rng: np.random.Generator) -> Policy:
+        """observations -> env actions for one evaluation, with the weights as they are now:
+        the greedy (mode) action, or a sample drawn from `rng` (its own stream, so evaluating
+        does not change what training draws)."""
         raise NotImplementedError
-
-    def sample(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Actions drawn from the trained policy's own randomness (stochastic evaluation)."""
-        raise NotImplementedError
-
-    def evaluation_policy(
-        self, deterministic: bool, rng: np.random.Generator
-    ) -> Callable[[np.ndarray], np.ndarray]:
-        """obs -> actions for one evaluation, with the weights as they are now: `predict`, or
-        `sample` drawing from `rng` (its own stream, so evaluating does not change what
-        training draws). Algorithms may prepare the policy once here instead of per step."""
-        if deterministic:
-            return self.predict
-        return lambda obs: self.sample(obs, rng)
-
-    @property
-    def numpy_evaluation(self) -> bool:
-        """Whether `evaluation_policy` runs in numpy alone, without torch calls, so that a forked
-        process can run it (see `RLTrainer`): plain CPU networks, and observations that need no
-        torch encoding."""
-        return False
-
-    def _numpy_observations(self) -> bool:
-        return self.info.obs_discrete is None and self.obs_rms is None
 
     # state -------------------------------------------------------------------------------------
     def stateful(self) -> dict[str, Any]:
-        """name -> object with state_dict()/load_state_dict() (networks, optimizers, buffers)."""
-        return {"obs_rms": self.obs_rms} if self.obs_rms is not None else {}
+        """name -> object with state_dict()/load_state_dict() (networks, optimizers, buffers,
+        normalizers)."""
+        return {"obs_norm": self.obs_norm} if self.obs_norm is not None else {}
 
     def state_dict(self) -> dict[str, Any]:
         state = {name: obj.state_dict() for name, obj in self.stateful().items()}
         state["num_updates"] = self.num_updates
         state["rng"] = self.rng.bit_generator.state
+        state["backend"] = self.backend
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("backend", self.backend)
+        if saved != self.backend:
+            raise ValueError(
+                f"it was written by the {saved} backend and this run is on the {self.backend} "
+                "backend (their optimizer states differ)"
+            )
         for name, obj in self.stateful().items():
             if name in state:
                 obj.load_state_dict(state[name])
@@ -130,7 +149,7 @@ class Algorithm:
     # entries of `stateful()` that belong to the training run rather than to what it learned
     # (a run started with `init_from` begins them fresh), and those a checkpoint may lack
     training_state: ClassVar[tuple[str, ...]] = ("optimizer",)
-    optional_state: ClassVar[tuple[str, ...]] = ("buffer",)
+    optional_state: ClassVar[tuple[str, ...]] = ("buffer", "reward_scaler")
 
     def load_learned(self, state: dict[str, Any]) -> None:
         """What another run learned (`init_from`): its networks, normalizer statistics and, if
@@ -147,98 +166,97 @@ class Algorithm:
 
 
 class OnPolicyAlgorithm(Algorithm):
-    """Loop: collect a (num_steps x num_envs) rollout with the current policy, estimate advantages
-    with GAE, then `update(buffer)`. Subclasses set `self.policy` (an actor-critic)."""
+    """Loop: collect a (num_steps x num_envs) rollout with the current policy (`rollout_policy`),
+    estimate advantages with GAE, then `update(buffer, progress)`."""
 
-    policy: Any
+    def __init__(self, cfg: DictConfig, spec: EnvSpec, device: Any, seed: int) -> None:
+        super().__init__(cfg, spec, device, seed)
+        self.reward_scaler = (
+            RewardScaler(cfg.env.num_envs, self.hp.gamma)
+            if getattr(self.hp, "normalize_reward", False)
+            else None
+        )
+
+    def stateful(self) -> dict[str, Any]:
+        extra = {"reward_scaler": self.reward_scaler} if self.reward_scaler is not None else {}
+        return {**super().stateful(), **extra}
 
     def learn(self, t: RLTrainer) -> None:
-        buf = RolloutBuffer(self.hp.num_steps, t.num_envs, self.info.obs_dim)
+        from rl_runner.buffers import RolloutBuffer, gae
+
+        hp = self.hp
+        buf = RolloutBuffer(hp.num_steps, t.num_envs, self.spec.obs, self.spec.act)
+        collector = RolloutCollector(t, buf, self.observe, self.reward_scaler)
         while not t.done:
-            self.collect(t, buf)
-            stats = self.update(buf, progress=t.step / t.total)
+            next_values = collector.collect(self.rollout_policy(), self.values)
+            # advantage estimation
+            buf.advantages[:], buf.returns[:] = gae(
+                buf.rewards, buf.values, next_values, buf.terminated, buf.dones,
+                hp.gamma, getattr(hp, "gae_lambda", 1.0),
+            )  # fmt: skip
+            stats = self.update(buf, t.fraction_done)
             self.num_updates += 1
             t.after_update(stats)
 
-    def collect(self, t: RLTrainer, buf: RolloutBuffer) -> None:
-        forward = self.policy.forward_numpy()  # this rollout's snapshot of the policy
-        sample = self.policy.sampler(self.rng, forward)
-        obs = self.encode_numpy(t.obs, update_stats=True)
-        for i in range(buf.obs.shape[0]):
-            actions, buf.logprobs[i], buf.values[i] = sample(obs)
-            buf.obs[i], buf.actions[i] = obs, actions
-            next_obs, reward, terminated, truncated, valid = t.env_step(actions)
-            buf.rewards[i], buf.terminated[i], buf.valid[i] = reward, terminated, valid
-            np.logical_or(terminated, truncated, out=buf.dones[i])
-            obs = self.encode_numpy(next_obs, update_stats=True)
-        # advantage estimation
-        next_value = forward(obs)[1]
-        buf.advantages[:], buf.returns[:] = gae(
-            buf.rewards, buf.values, next_value, buf.terminated, buf.dones,
-            self.hp.gamma, self.hp.gae_lambda,
-        )  # fmt: skip
+    def rollout_policy(self) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
+        """For one rollout: observations -> (actions to store, actions for the env,
+        log pi(a|s), V(s)), as numpy arrays, with the weights as they are now."""
+        raise NotImplementedError
+
+    def values(self, obs: np.ndarray) -> np.ndarray:
+        """V(s) for observations (numpy), to bootstrap the rollout's last step."""
+        raise NotImplementedError
 
     def update(self, buf: RolloutBuffer, progress: float) -> dict[str, float]:
         raise NotImplementedError
 
-    @property
-    def numpy_evaluation(self) -> bool:
-        return self._numpy_observations() and self.policy.numpy_inference()
-
-    def predict(self, obs: np.ndarray) -> np.ndarray:
-        return self.policy.greedy(self.encode_numpy(obs))
-
-    def sample(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return self.policy.sampler(rng)(self.encode_numpy(obs))[0]
-
-    def evaluation_policy(
-        self, deterministic: bool, rng: np.random.Generator
-    ) -> Callable[[np.ndarray], np.ndarray]:
-        if deterministic:
-            greedy = self.policy.greedy_policy()
-            return lambda obs: greedy(self.encode_numpy(obs))
-        sample = self.policy.sampler(rng)
-        return lambda obs: sample(self.encode_numpy(obs))[0]
-
 
 class OffPolicyAlgorithm(Algorithm):
-    """Loop: act (exploring), store valid transitions in a replay buffer, and every `train_freq`
-    env steps after `learning_starts` run `gradient_steps` updates on sampled batches."""
+    """Loop: act (exploring), store the real transitions in a replay buffer, and every
+    `train_freq` env steps after `learning_starts` run `gradient_steps` updates on sampled
+    batches. Observations are stored as the env gives them and normalized (if asked) when
+    acting and when sampled."""
 
     buffer: Any
+    last_train_step: int = 0
 
-    def explore(self, obs: np.ndarray, step: int) -> np.ndarray:
+    def explore(self, obs: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(actions to store, actions for the env) for raw observations at env step `step`."""
         raise NotImplementedError
 
     def learn(self, t: RLTrainer) -> None:
         hp = self.hp
         while not t.done:
             obs = t.obs
-            actions = self.explore(obs, t.step)
-            next_obs, reward, terminated, _truncated, valid = t.env_step(actions)
+            actions, env_actions = self.explore(obs, t.step)
+            next_obs, reward, terminated, _truncated, valid = t.env_step(env_actions)
             if valid.all():
                 self.buffer.add(obs, actions, reward, next_obs, terminated)
             else:
                 self.buffer.add(
                     obs[valid], actions[valid], reward[valid], next_obs[valid], terminated[valid]
                 )
-            if self.obs_rms is not None:
-                self.encode(next_obs, update_stats=True)
-            self.on_env_step(t.step, t.num_envs)
+            if self.obs_norm is not None:
+                self.obs_norm.rms.update(next_obs[valid])
+            self.on_env_step(t.step)
             if t.step >= hp.learning_starts and t.step - self.last_train_step >= hp.train_freq:
                 self.last_train_step = t.step
-                stats = [
-                    self.update(self.buffer.sample(hp.batch_size, self.rng))
-                    for _ in range(hp.gradient_steps)
-                ]
+                stats = [self.update(self.sample()) for _ in range(hp.gradient_steps)]
                 self.num_updates += len(stats)
                 t.after_update({k: float(np.mean([s[k] for s in stats])) for k in stats[0]})
             else:
                 t.tick()
 
-    last_train_step: int = 0
+    def sample(self) -> Any:
+        """A batch from the replay buffer, observations normalized if asked (numpy)."""
+        batch = self.buffer.sample(self.hp.batch_size, self.rng)
+        if self.obs_norm is None:
+            return batch
+        return batch._replace(
+            obs=self.obs_norm(batch.obs), next_obs=self.obs_norm(batch.next_obs)
+        )
 
-    def on_env_step(self, step: int, num_envs: int) -> None:
+    def on_env_step(self, step: int) -> None:
         """Per env step bookkeeping (target-network updates, schedules)."""
 
     def update(self, batch: Any) -> dict[str, float]:
@@ -250,3 +268,104 @@ class OffPolicyAlgorithm(Algorithm):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.last_train_step = int(state["last_train_step"])
+
+
+class TabularAlgorithm(Algorithm):
+    """Loop: act, then `update(transition)` after every env step (one transition per sub-env);
+    losses are logged every `log_every` env steps. For methods that learn from each transition
+    as it comes (Q-learning, SARSA), with tables in numpy."""
+
+    obs_kinds = ("discrete",)
+    backend = "numpy"
+    log_every: ClassVar[int] = 1000
+
+    def act(self, obs: np.ndarray, step: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def learn(self, t: RLTrainer) -> None:
+        next_log = (t.step // self.log_every + 1) * self.log_every
+        stats: list[dict[str, float]] = []
+        while not t.done:
+            obs = t.obs
+            actions = self.act(obs, t.step)
+            next_obs, reward, terminated, truncated, valid = t.env_step(actions)
+            stats.append(self.update(Transition(obs, actions, reward, next_obs, terminated,
+                                                truncated, valid)))  # fmt: skip
+            self.num_updates += 1
+            if t.step >= next_log:
+                next_log = (t.step // self.log_every + 1) * self.log_every
+                t.after_update({k: float(np.mean([s[k] for s in stats])) for k in stats[0]})
+                stats.clear()
+            else:
+                t.tick()
+
+    def update(self, transition: Transition) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class PlanningAlgorithm(Algorithm):
+    """Loop: `sweep()` over a known model (the env's `unwrapped.P`) until `converged()` or the
+    budget of sweeps is spent. Progress is counted in sweeps; evaluations play the greedy
+    policy in the env."""
+
+    obs_kinds = ("discrete",)
+    unit = "sweeps"
+    budget_key = "algo.max_sweeps"
+    backend = "numpy"
+
+    @classmethod
+    def check(cls, cfg: DictConfig, spec: EnvSpec) -> None:
+        super().check(cfg, spec)
+        if not spec.has_model:
+            raise ConfigError(
+                f"algo={cfg.algo.name} plans over the environment's transition model, but "
+                f"{spec.id} exposes none (env.unwrapped.P, as gymnasium's toy-text envs have). "
+                "Pick such an env (frozenlake, frozenlake8x8, taxi, cliffwalking) or a "
+                "learning algorithm."
+            )
+
+    def learn(self, t: RLTrainer) -> None:
+        while not t.done:
+            stats = self.sweep()
+            self.num_updates += 1
+            t.advance()
+            t.after_update(stats)
+            if self.converged(stats):
+                t.finish_early()
+
+    def sweep(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def converged(self, stats: dict[str, float]) -> bool:
+        return False
+
+
+class PopulationAlgorithm(Algorithm):
+    """Loop, in generations: `ask()` for candidate parameter vectors, play `episodes_per_candidate`
+    episodes of each over the vector envs (`play_candidates`), then `tell(returns)`. Progress is
+    counted in generations; the env steps played are logged as `charts/env_steps`."""
+
+    unit = "generations"
+    budget_key = "algo.generations"
+
+    def ask(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def tell(self, candidates: np.ndarray, returns: np.ndarray) -> dict[str, float]:
+        raise NotImplementedError
+
+    def candidate_policy(self, candidates: np.ndarray) -> Policy:
+        """A policy for the vector envs whose sub-env i acts with candidate i."""
+        raise NotImplementedError
+
+    def learn(self, t: RLTrainer) -> None:
+        while not t.done:
+            candidates = self.ask()
+            returns, steps = play_episodes(
+                t.population_envs(len(candidates)), self.candidate_policy(candidates),
+                int(self.rng.integers(2**31)),
+            )  # fmt: skip
+            stats = self.tell(candidates, returns)
+            self.num_updates += 1
+            t.advance(env_steps=steps)
+            t.after_update(stats)

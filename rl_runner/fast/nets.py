@@ -1,13 +1,12 @@
-"""Small MLPs and their Adam optimizer in numpy, for RL on the CPU. torch is imported only to
-mirror torch modules (`NumpyMLP.of`), never for networks born in numpy.
+"""Small MLPs and their Adam optimizer in numpy, for the numpy backend (runs that never import
+torch, see `runner_core.device.NUMPY_CPU`).
 
-Two uses:
-- mirrors of torch MLPs (`NumpyMLP.of`, `NumpyMLP.side_by_side`) for rollouts, evaluation and
-  gradient steps on the torch parameters' own memory;
-- networks born in numpy (`NumpyMLP.build` over a `FlatParameters` vector, trained with
-  `NumpyAdam`), for runs that never import torch (see `runner_core.device.NUMPY_CPU`). Their
-  layout is torch's: parameters in `nn.Sequential` order, so state dicts and checkpoints are the
-  same files either way.
+Networks are born in numpy (`NumpyNetworks`: MLPs over one `FlatParameters` vector, trained with
+`NumpyAdam`), their initial weights drawn from the algorithm's generator as the torch reference
+draws them (`runner_core.draws`), and their layout and state-dict keys are the reference's
+(`Network(encoder, MLP)` in `nn.Sequential` order), so checkpoints are the same files either way.
+Why numpy at all: at the few hundred rows of an RL rollout or minibatch, the cost of a small
+network is mostly per-call overhead, and numpy's is a fraction of torch's.
 """
 
 from __future__ import annotations
@@ -19,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from runner_core.draws import orthogonal, uniform_fan_in
+
 
 def _sigmoid(y: np.ndarray) -> None:
     np.negative(y, out=y)
@@ -27,10 +28,7 @@ def _sigmoid(y: np.ndarray) -> None:
     np.reciprocal(y, out=y)
 
 
-# the activations, computed in place. numpy's tanh is also what the hand-written torch training
-# path uses on the CPU: torch's float32 tanh goes through MKL's vector maths, which runs a slow
-# generic code path on non-Intel CPUs (a 256x64 batch: 42 us against numpy's 7 us on an AMD EPYC;
-# about equal on an Intel Xeon)
+# the activations, computed in place
 FORWARD: dict[str, Callable[[np.ndarray], Any]] = {
     "tanh": lambda y: np.tanh(y, out=y),
     "relu": lambda y: np.maximum(y, 0.0, out=y),
@@ -74,14 +72,8 @@ Layer = tuple[np.ndarray, np.ndarray, "str | None"]
 
 class NumpyMLP:
     """An MLP of Linear layers, each but the last followed by tanh, ReLU or sigmoid, computed in
-    numpy: at the 8-256 rows of an RL rollout or minibatch a numpy call costs ~1 us against
-    torch's 3-5 us, and that overhead is most of the cost.
-
-    `forward_train` + `backward` are the hand-written backward pass (the maths of
-    `runner_core.networks.MLP.backward`, tested against it and through it against autograd): the
-    gradients go into given arrays, where an optimizer takes them (`FlatAdam`'s `.grad` views for
-    a torch network, `NumpyAdam`'s for a numpy one). A gradient step of a 64x64 actor and critic
-    is ~50 small operations."""
+    numpy. `forward_train` + `backward` are its backward pass written out (tested against
+    autograd): the gradients go into given arrays, where `NumpyAdam` takes them."""
 
     def __init__(self, layers: Sequence[Layer], grads: Sequence[tuple[np.ndarray, np.ndarray]]
                  | None = None) -> None:  # fmt: skip
@@ -114,31 +106,6 @@ class NumpyMLP:
         layers = [(params[2 * i], params[2 * i + 1], activation if i < n - 1 else None)
                   for i in range(n)]  # fmt: skip
         return cls(layers, [(grads[2 * i], grads[2 * i + 1]) for i in range(n)])
-
-    # mirrors of torch networks -----------------------------------------------------------------
-    @classmethod
-    def of(cls, net: Any, train: bool = False) -> NumpyMLP | None:
-        """A mirror of the torch module `net` reading its parameters' memory in place (always the
-        current weights, as long as the parameters stay in that memory: make a new mirror after
-        moving them or after building an optimizer that re-points them), or None unless it is a
-        plain float32 MLP on the CPU. With `train` it also writes the parameters' `.grad` in
-        place (`forward_train` and `backward`): make it after the optimizer has re-pointed the
-        gradients, if it does."""
-        from runner_core.networks import numpy_layers
-
-        layers = numpy_layers(net)
-        if layers is None or (train and not all(p.requires_grad for p in net.parameters())):
-            return None
-        arrays = [(w.detach().numpy(), b.detach().numpy(), act) for w, b, act in layers]
-        if not train:
-            return cls(arrays)
-        return cls(arrays, [(_grad_of(w).numpy(), _grad_of(b).numpy()) for w, b, _ in layers])
-
-    @classmethod
-    def side_by_side(cls, nets: Sequence[Any]) -> NumpyMLP | None:
-        """`stack` of mirrors of torch modules, or None unless all are plain float32 CPU MLPs."""
-        mirrors = [cls.of(net) for net in nets]
-        return None if any(m is None for m in mirrors) else cls.stack(mirrors)
 
     @classmethod
     def stack(cls, nets: Sequence[NumpyMLP]) -> NumpyMLP | None:
@@ -200,30 +167,10 @@ class NumpyMLP:
             grad_w, grad_b, derivative = self.grads[i]
             if derivative is not None:
                 g = derivative(g, acts[i + 1])
-            # (numpy's OpenBLAS has no slow case for few inputs, unlike torch's: see THIN_INPUT)
             np.matmul(g.T, acts[i], out=grad_w)
-            np.matmul(ones, g, out=grad_b)  # the batch sum as a product: ~1 us, sum(0) ~7 us
+            np.matmul(ones, g, out=grad_b)  # the batch sum as a product (one call, not sum's two)
             if i > 0:
                 g = g @ weight_t.T
-
-
-def _grad_of(param: Any) -> Any:
-    if param.grad is None:
-        import torch
-
-        param.grad = torch.zeros_like(param)
-    return param.grad
-
-
-def orthogonal(rng: np.random.Generator, shape: tuple[int, int], gain: float) -> np.ndarray:
-    """A (rows, cols) matrix with orthonormal rows or columns (whichever are fewer) times `gain`
-    (Saxe et al. 2014), drawn as `torch.nn.init.orthogonal_` draws it: Q of the QR decomposition
-    of a standard normal matrix, its columns' signs fixed by R's diagonal so Q is uniform."""
-    rows, cols = shape
-    a = rng.standard_normal((rows, cols) if rows >= cols else (cols, rows))
-    q, r = np.linalg.qr(a)
-    q *= np.sign(np.diag(r))
-    return (gain * (q if rows >= cols else q.T)).astype(np.float32)
 
 
 class FlatParameters:
@@ -245,15 +192,15 @@ class FlatParameters:
 
 class NumpyAdam:
     """Adam (Kingma & Ba 2015) with optional global-norm gradient clipping, on a flat numpy
-    parameter vector: `FlatAdam`'s maths (torch.optim.Adam's, clipping as clip_grad_norm_), and its
-    state dict, for networks that live in numpy.
+    parameter vector: torch.optim.Adam's maths, clipping as clip_grad_norm_ does (tested step for
+    step against both).
 
     m_t = b1 m_{t-1} + (1 - b1) g_t,  v_t = b2 v_{t-1} + (1 - b2) g_t^2
     theta_t = theta_{t-1} - lr * (m_t / (1 - b1^t)) / (sqrt(v_t / (1 - b2^t)) + eps)
 
     Every `FLUSH_EVERY` steps, moments below `TINY` are set to 0. A parameter whose gradient
     stays 0 (a dead ReLU unit, a saturated tanh) has moments that decay geometrically into the
-    denormal range, where x86 arithmetic is ~30x slower; torch avoids that by flushing denormals
+    denormal range, where x86 arithmetic is many times slower; torch avoids that by flushing denormals
     in the CPU (`torch.set_flush_denormal`), which numpy cannot ask for. A moment below 1e-30
     moves its weight by under lr * 1e-30 / eps, nothing in float32, and between two flushes a
     moment above 1e-30 decays by at most 0.9^100 (b1 = 0.9), staying clear of denormals (below
@@ -336,3 +283,73 @@ class NumpyAdam:
         self.lr = float(state["lr"])
         self.exp_avg[:] = exp_avg
         self.exp_avg_sq[:] = np.asarray(state["exp_avg_sq"], dtype=np.float32)
+
+
+class NumpyNetworks:
+    """Named MLPs ("actor", "critic", "q", ...) with their parameters in one `FlatParameters`
+    vector, laid out and named as the torch reference's `Network(encoder, MLP)` modules are
+    ("actor.body.0.weight", ...: Linear layers at 0, 2, 4, ... with activations between), and
+    initialised with the same draws from the same generator, in the same order:
+    `init="orthogonal"` (hidden gain, output gain) as `init_orthogonal`, `init="default"` as
+    `init_default`."""
+
+    def __init__(
+        self,
+        parts: dict[str, tuple[int, int, Sequence[int], str]],
+        rng: np.random.Generator,
+        init: str,
+        gains: dict[str, tuple[float, float]] | None = None,
+        prefix: dict[str, str] | None = None,
+    ) -> None:
+        """parts: name -> (in_features, out_features, hidden sizes, activation); `prefix`:
+        name -> the state-dict key prefix of its body (default "<name>.body.")."""
+        shapes = {name: NumpyMLP.shapes(i, o, h) for name, (i, o, h, _) in parts.items()}
+        self.params = FlatParameters([s for part in shapes.values() for s in part])
+        self.names: list[str] = []
+        self.nets: dict[str, NumpyMLP] = {}
+        start = 0
+        for name, (_, _, _, activation) in parts.items():
+            end = start + len(shapes[name])
+            views = self.params.views[start:end]
+            for j, view in enumerate(views):
+                layer = j // 2
+                if init == "orthogonal":
+                    hidden_gain, out_gain = (gains or {})[name]
+                    last = layer == len(views) // 2 - 1
+                    if j % 2 == 0:
+                        view[:] = orthogonal(rng, view.shape, out_gain if last else hidden_gain)
+                else:  # torch's default: U(+-1/sqrt(fan_in)) for the weight, then the bias
+                    fan_in = views[2 * layer].shape[1]
+                    view[:] = uniform_fan_in(rng, view.shape, fan_in)
+            key = (prefix or {}).get(name, f"{name}.body.")
+            self.names += [f"{key}{2 * (j // 2)}.{'bias' if j % 2 else 'weight'}"
+                           for j in range(len(views))]  # fmt: skip
+            self.nets[name] = NumpyMLP.build(
+                views, self.params.grad_views[start:end], activation
+            )
+            start = end
+
+    def __getitem__(self, name: str) -> NumpyMLP:
+        return self.nets[name]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {name: view.copy() for name, view in zip(self.names, self.params.views, strict=True)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Weights from a state dict of these networks or of the torch reference's (tensors or
+        arrays)."""
+        extra = sorted(set(state) - set(self.names))
+        if extra:
+            raise KeyError(f"unexpected keys in the network state: {extra}")
+        for name, view in zip(self.names, self.params.views, strict=True):
+            value = np.asarray(state[name], dtype=np.float32)  # KeyError when missing
+            if value.shape != view.shape:
+                raise ValueError(f"{name} has shape {value.shape}, the network {view.shape}")
+            view[:] = value
+
+    def copy_from(self, other: NumpyNetworks, tau: float = 1.0) -> None:
+        """theta <- tau theta_other + (1 - tau) theta (a target network's update)."""
+        if tau >= 1.0:
+            self.params.flat[:] = other.params.flat
+        else:
+            self.params.flat += np.float32(tau) * (other.params.flat - self.params.flat)
