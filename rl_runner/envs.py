@@ -86,6 +86,20 @@ def env_spec(env_cfg: DictConfig) -> EnvSpec:
         env.close()
 
 
+def transition_model(env_cfg: DictConfig) -> dict[int, dict[int, list[tuple]]]:
+    """The env's known transition model, `env.unwrapped.P` as gymnasium's toy-text envs expose
+    it: P[state][action] = [(probability, next_state, reward, terminated), ...]."""
+    spec = resolve_id(env_cfg.id)
+    env = _make(spec.id, lambda: gym.make(spec.id, **_make_kwargs(env_cfg)))
+    try:
+        model = getattr(env.unwrapped, "P", None)
+        if model is None:
+            raise ConfigError(f"Environment {spec.id!r} exposes no transition model (env.P).")
+        return model
+    finally:
+        env.close()
+
+
 def check_contract(env: gym.Env, env_id: str) -> None:
     """One reset and one step (a sampled action): observations must fit the declared space and
     values be finite. A custom env that breaks this would otherwise fail deep inside the vector
