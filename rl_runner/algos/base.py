@@ -93,13 +93,24 @@ class Algorithm:
         return int(select(cfg, cls.budget_key))
 
     # networks ---------------------------------------------------------------------------------
-    def build(self, role: str, out_features: int) -> Any:
+    def build(self, role: str, out_features: int, extra_features: int = 0) -> Any:
         """The torch network for `role`: an encoder for this env's observations, then the body
-        the `network` group configures (with `network.<role>`'s overrides), on the device."""
+        the `network` group configures (with `network.<role>`'s overrides), on the device.
+        With `extra_features` the body takes vector observations with that many more features
+        concatenated (a critic Q(s, a) of [s, a])."""
         from runner_core.networks import build
 
         obs = self.spec.obs
-        net = build(self.cfg.network, role, obs.kind, obs.shape, out_features, obs.n)
+        if extra_features:
+            if obs.kind != "vector":
+                raise ConfigError(
+                    f"algo={self.cfg.algo.name}'s {role} network takes [observation, action] "
+                    f"and needs vector observations; {self.spec.id} has {obs.kind} ones."
+                )
+            shape = (obs.flat_dim + extra_features,)
+            net = build(self.cfg.network, role, "vector", shape, out_features)
+        else:
+            net = build(self.cfg.network, role, obs.kind, obs.shape, out_features, obs.n)
         return net.to(self.device)
 
     def tensor(self, x: np.ndarray) -> Any:
