@@ -129,8 +129,12 @@ class DLTrainer:
                 })  # fmt: skip
                 self._log_images(run, "val", step, files=False)
                 objective = self.last_val[self.objective_name]
-                run.console.update(step, f"epoch {self.epoch} {self.objective_name} {objective:.4f}")
-                if self.best is None or (objective > self.best if self.maximize else objective < self.best):
+                run.console.update(
+                    step, f"epoch {self.epoch} {self.objective_name} {objective:.4f}"
+                )
+                if self.best is None or (
+                    objective > self.best if self.maximize else objective < self.best
+                ):
                     self.best = objective
                     if cfg.checkpoint.save_best:
                         self._best_snapshot = copy.deepcopy(run.snapshot({"eval": self.last_val}))

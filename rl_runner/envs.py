@@ -197,5 +197,3 @@ def set_env_rng_states(envs: gym.vector.VectorEnv, states: list[dict[str, Any]])
         rng = getattr(owner, "_np_random", None)
         if rng is not None and state:
             rng.bit_generator.state = state
-
-

@@ -10,9 +10,11 @@ log-probabilities. Each head has two sides:
 | head | parameters | actions |
 |---|---|---|
 | `Categorical` | logits (B, n) | int64 indices |
-| `DiagGaussian` | mean (B, d) and a state-independent log-std (d,) | mean + std * noise; clipped to the bounds only when sent to the env |
+| `DiagGaussian` | mean (B, d), state-independent log-std (d,) | mean + std * noise (*) |
 | `SquashedGaussian` | mean and log-std (B, 2d) | tanh(mean + std * noise), scaled to the bounds |
 | `Deterministic` | (B, d) | tanh(out), scaled to the bounds |
+
+(*) clipped to the bounds only when sent to the env.
 
 This module imports torch only inside the learning side, so the numpy backend can act without it.
 """
@@ -49,7 +51,8 @@ class Categorical:
 
     # acting (numpy)
     def sample(self, logits: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """a ~ pi(.|s) by the Gumbel-max trick (argmax of log pi + Gumbel noise), and log pi(a|s)."""
+        """a ~ pi(.|s) by the Gumbel-max trick (argmax of log pi + Gumbel noise), and
+        log pi(a|s)."""
         log_probs = log_softmax(logits)
         actions = (log_probs + rng.gumbel(size=log_probs.shape)).argmax(1)
         return actions, log_probs[np.arange(len(actions)), actions]

@@ -65,13 +65,15 @@ def boolean(key: str) -> Rule:
     return Rule(key, lambda v: isinstance(v, bool), "true or false")
 
 
-def int_list(key: str) -> Rule:
+def int_list(key: str, allow_empty: bool = False) -> Rule:
     return Rule(
         key,
         lambda v: (
-            isinstance(v, list | tuple) and len(v) > 0 and all(_is_int(x) and x > 0 for x in v)
+            isinstance(v, list | tuple)
+            and (allow_empty or len(v) > 0)
+            and all(_is_int(x) and x > 0 for x in v)
         ),
-        "a non-empty list of integers > 0, e.g. [256,128]",
+        f"a {'' if allow_empty else 'non-empty '}list of integers > 0, e.g. [256,128]",
     )
 
 
@@ -112,8 +114,11 @@ COMMON_RULES: tuple[Rule, ...] = (
     one_of("algo.family", ("rl", "dl")),
     one_of("device.type", ("auto", "cpu", "cuda", "mps")),
     positive_int("device.threads"),
-    Rule("network._target_", lambda v: isinstance(v, str) and "." in v,
-         "a builder's import path, e.g. runner_core.networks.MLP"),  # fmt: skip
+    Rule(
+        "network._target_",
+        lambda v: isinstance(v, str) and "." in v,
+        "a builder's import path, e.g. runner_core.networks.MLP",
+    ),
     one_of("device.backend", ("auto", "torch", "numpy")),
     one_of("logger.console", ("auto", "rich", "plain", "off")),
     positive("logger.print_every_s"),

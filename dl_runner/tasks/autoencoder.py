@@ -55,7 +55,7 @@ class Autoencoder(Task):
         return {"loss": error, "mse": error}
 
     def images(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, np.ndarray]:
-        """"reconstructions": the first `grid_examples` inputs (top row) over their
+        """ "reconstructions": the first `grid_examples` inputs (top row) over their
         reconstructions (bottom row), each scaled back to the data's own range."""
         n = min(self.hp.grid_examples, len(x))
         with torch.no_grad():

@@ -1,11 +1,11 @@
 """Thin bases. `Algorithm` holds what every RL algorithm shares; each family base owns its loop,
 so an algorithm writes only its setup and its update:
 
-| family base | loop | progress counted in |
+| family base | loop | progress in |
 |---|---|---|
-| `OnPolicyAlgorithm` | collect a rollout, estimate advantages, `update(buffer, progress)` | env steps |
-| `OffPolicyAlgorithm` | act, store transitions, every `train_freq` steps `update(batch)` | env steps |
-| `TabularAlgorithm` | act, `update(transition)` after every env step | env steps |
+| `OnPolicyAlgorithm` | collect a rollout, estimate advantages, `update(buffer, progress)` | steps |
+| `OffPolicyAlgorithm` | act, store transitions, every `train_freq` steps `update(batch)` | steps |
+| `TabularAlgorithm` | act, `update(transition)` after every env step | steps |
 | `PlanningAlgorithm` | `sweep()` over the env's known model until converged | sweeps |
 | `PopulationAlgorithm` | `ask()` candidates, play an episode each, `tell(returns)` | generations |
 
@@ -263,9 +263,7 @@ class OffPolicyAlgorithm(Algorithm):
         batch = self.buffer.sample(self.hp.batch_size, self.rng)
         if self.obs_norm is None:
             return batch
-        return batch._replace(
-            obs=self.obs_norm(batch.obs), next_obs=self.obs_norm(batch.next_obs)
-        )
+        return batch._replace(obs=self.obs_norm(batch.obs), next_obs=self.obs_norm(batch.next_obs))
 
     def on_env_step(self, step: int) -> None:
         """Per env step bookkeeping (target-network updates, schedules)."""

@@ -22,9 +22,7 @@ def polyak_update(target: Any, source: Any, tau: float) -> None:
     with torch.no_grad():
         pairs = zip(target.state_dict().values(), source.state_dict().values(), strict=True)
         for t, s in pairs:
-            if not t.is_floating_point():
-                t.copy_(s)
-            elif tau >= 1.0:
+            if not t.is_floating_point() or tau >= 1.0:
                 t.copy_(s)
             else:
                 t.lerp_(s, tau)

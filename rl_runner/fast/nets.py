@@ -200,11 +200,11 @@ class NumpyAdam:
 
     Every `FLUSH_EVERY` steps, moments below `TINY` are set to 0. A parameter whose gradient
     stays 0 (a dead ReLU unit, a saturated tanh) has moments that decay geometrically into the
-    denormal range, where x86 arithmetic is many times slower; torch avoids that by flushing denormals
-    in the CPU (`torch.set_flush_denormal`), which numpy cannot ask for. A moment below 1e-30
-    moves its weight by under lr * 1e-30 / eps, nothing in float32, and between two flushes a
-    moment above 1e-30 decays by at most 0.9^100 (b1 = 0.9), staying clear of denormals (below
-    1.2e-38).
+    denormal range, where x86 arithmetic is many times slower; torch avoids that by flushing
+    denormals in the CPU (`torch.set_flush_denormal`), which numpy cannot ask for. A moment
+    below 1e-30 moves its weight by under lr * 1e-30 / eps, nothing in float32, and between two
+    flushes a moment above 1e-30 decays by at most 0.9^100 (b1 = 0.9), staying clear of
+    denormals (below 1.2e-38).
     """
 
     TINY = 1e-30
@@ -324,16 +324,15 @@ class NumpyNetworks:
             key = (prefix or {}).get(name, f"{name}.body.")
             self.names += [f"{key}{2 * (j // 2)}.{'bias' if j % 2 else 'weight'}"
                            for j in range(len(views))]  # fmt: skip
-            self.nets[name] = NumpyMLP.build(
-                views, self.params.grad_views[start:end], activation
-            )
+            self.nets[name] = NumpyMLP.build(views, self.params.grad_views[start:end], activation)
             start = end
 
     def __getitem__(self, name: str) -> NumpyMLP:
         return self.nets[name]
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {name: view.copy() for name, view in zip(self.names, self.params.views, strict=True)}
+        views = self.params.views
+        return {name: view.copy() for name, view in zip(self.names, views, strict=True)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Weights from a state dict of these networks or of the torch reference's (tensors or

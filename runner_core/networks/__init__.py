@@ -40,6 +40,7 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 # keys of a network node that are not settings of its builder
 _META = ("_target_",)
 
@@ -74,6 +75,32 @@ def check_roles(net: DictConfig, roles: Sequence[str], who: str) -> None:
             )
 
 
+def check_settings(net: DictConfig, role: str, settings: dict[str, Any]) -> None:
+    """The builder's own `rules` on the role's settings, each key named where it is set
+    (`network.<key>`, or `network.<role>.<key>` for a role's override)."""
+    from hydra.utils import get_class
+
+    from runner_core.validation import Rule, check
+
+    try:
+        builder = get_class(str(settings.get("_target_")))
+    except Exception as exc:
+        raise ConfigError(
+            f"Config key 'network._target_' is {settings.get('_target_')!r}, which cannot be "
+            f"imported ({exc})."
+        ) from None
+    overridden = set(net.get(role) or {})
+
+    def where(key: str) -> str:
+        return f"network.{role}.{key}" if key in overridden else f"network.{key}"
+
+    rules = [
+        Rule(where(r.key), r.test, r.allowed, r.optional) for r in getattr(builder, "rules", ())
+    ]
+    # the effective values, at both the shared and the role's key
+    check(OmegaConf.create({"network": {**settings, role: settings}}), rules)
+
+
 def build(
     net: DictConfig,
     role: str,
@@ -91,6 +118,7 @@ def build(
 
     encoder, shape = encoder_for(obs_kind, obs_shape, n_states)
     settings = role_config(net, role)
+    check_settings(net, role, settings)
     try:
         body = instantiate(settings, in_shape=shape, out_features=out_features)
     except ConfigError:

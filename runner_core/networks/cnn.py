@@ -9,6 +9,7 @@ from torch import nn
 
 from runner_core.errors import ConfigError
 from runner_core.networks.mlp import ACTIVATIONS, MLP
+from runner_core.validation import Rule, in_range, int_list, one_of
 
 
 class CNN(nn.Module):
@@ -18,6 +19,20 @@ class CNN(nn.Module):
 
     conf/network/cnn.yaml is a small stack for 8x8 digits; conf/network/nature_cnn.yaml the
     Nature DQN layout (Mnih et al. 2015) for 84x84 frames."""
+
+    rules = (
+        int_list("channels"),
+        int_list("kernels"),
+        int_list("strides"),
+        Rule(
+            "padding",
+            lambda v: isinstance(v, list) and all(isinstance(x, int) and x >= 0 for x in v),
+            "a list of integers >= 0",
+        ),
+        int_list("hidden", allow_empty=True),
+        one_of("activation", tuple(ACTIVATIONS)),
+        in_range("dropout", 0.0, 1.0, hi_open=True),
+    )
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from runner_core.errors import ConfigError
+from runner_core.validation import boolean, in_range, int_list, one_of
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -23,6 +23,14 @@ class MLP(nn.Sequential):
     """Linear -> [BatchNorm] -> activation -> [Dropout] per hidden size, then a linear output
     layer. The input is flattened (all but the batch dimension), so images work too."""
 
+    # its settings' rules (keys relative to the network node, see `runner_core.networks.build`)
+    rules = (
+        int_list("hidden", allow_empty=True),
+        one_of("activation", tuple(ACTIVATIONS)),
+        in_range("dropout", 0.0, 1.0, hi_open=True),
+        boolean("batchnorm"),
+    )
+
     def __init__(
         self,
         in_shape: Sequence[int],
@@ -32,11 +40,6 @@ class MLP(nn.Sequential):
         dropout: float = 0.0,
         batchnorm: bool = False,
     ) -> None:
-        if activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"Config key 'network.activation' is {activation!r}; allowed: "
-                f"{', '.join(ACTIVATIONS)}."
-            )
         layers: list[nn.Module] = [nn.Flatten()] if len(in_shape) != 1 else []
         width = math.prod(in_shape)
         for size in hidden:

@@ -1,4 +1,4 @@
-"""The supervised task and the DL trainer through `train()`."""
+"""The DL tasks and the DL trainer through `train()`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dl_runner.datasets import load_dataset
+from dl_runner.data import load_data
 from dl_runner.tasks.supervised import Supervised
 from runner_core.errors import ConfigError
 from tests.conftest import (
@@ -23,22 +23,36 @@ from tests.conftest import (
 STEPS_PER_EPOCH = 20  # ceil(1259 training images / batch 64)
 
 
-@pytest.mark.parametrize("algo", [a for a in options("algo") if algo_family(a) == "dl"])
-def test_dl_algo_on_digits(tmp_path, algo):
+DL_TASKS = [a for a in options("algo") if algo_family(a) == "dl"]
+OBJECTIVES = {"supervised": ("val/acc", "max"), "autoencoder": ("val/mse", "min")}
+
+
+@pytest.mark.parametrize("algo", DL_TASKS)
+def test_dl_task_on_digits(tmp_path, algo):
     cfg = compose_cfg([f"algo={algo}"], "dl")
     run_dir = tmp_path / "run"
     objective = run_train(cfg, run_dir)
     summary = assert_run_dir(run_dir)
-    assert summary["objective_name"] == "val/acc"
+    assert (summary["objective_name"], summary["objective_mode"]) == OBJECTIVES[algo]
     assert summary["objective"] == pytest.approx(objective)
     assert summary["global_step"] == 2 * STEPS_PER_EPOCH
     assert summary["dataset"] == "digits"
-    assert 0.0 <= summary["test/acc"] <= 1.0
     assert (run_dir / "checkpoints" / "best.pt").is_file()
     tags = steps_by_tag(read_metrics(run_dir))
     assert tags["train/loss"] == list(range(1, 2 * STEPS_PER_EPOCH + 1))
-    assert tags["val/acc"] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
-    assert tags["test/acc"] == [2 * STEPS_PER_EPOCH]
+    assert tags[OBJECTIVES[algo][0]] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
+    assert tags["test/loss"] == [2 * STEPS_PER_EPOCH]
+
+
+def test_every_task_declares_a_known_objective():
+    assert set(DL_TASKS) == set(OBJECTIVES), "a new DL task needs its objective listed here"
+
+
+@pytest.mark.parametrize("network", ["mlp", "cnn"])
+def test_supervised_with_each_network(tmp_path, network):
+    run_train(compose_cfg([f"network={network}", "algo.epochs=1"], "dl"), tmp_path / "run")
+    summary = assert_run_dir(tmp_path / "run")
+    assert 0.0 <= summary["test/acc"] <= 1.0
 
 
 def test_train_config_dispatches_to_dl(tmp_path):
@@ -63,15 +77,18 @@ def test_cosine_schedule_decays_to_zero(tmp_path):
     assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_supervised_update_and_evaluate():
+def test_supervised_training_step_and_metrics():
     cfg = compose_cfg(["network.hidden=[16]", "network.dropout=0.0"], "dl")
-    data = load_dataset(cfg.dataset, 0, torch.device("cpu"))
+    data = load_data(cfg.dataset, 0, torch.device("cpu"))
     torch.manual_seed(0)
     task = Supervised(cfg, data, torch.device("cpu"), total_steps=100)
-    before = task.evaluate(data.val.x, data.val.y)
+    (x, y), (vx, vy) = (d.tensors for d in (data.train, data.val))
+    with torch.no_grad():
+        before = {k: v.mean().item() for k, v in task.metrics(vx, vy).items()}
     for _ in range(30):
-        stats = task.update(data.train.x[:256], data.train.y[:256])
-    after = task.evaluate(data.val.x, data.val.y)
+        stats = task.training_step(x[:256], y[:256])
+    with torch.no_grad():
+        after = {k: v.mean().item() for k, v in task.metrics(vx, vy).items()}
     assert set(stats) == {"loss", "lr"}
     assert math.isfinite(stats["loss"])
     assert after["loss"] < before["loss"]

@@ -38,8 +38,18 @@ class DQN(OffPolicyAlgorithm):
     action_kinds = ("discrete",)
     roles = ("q",)
     rules = (
-        *shared("total_steps", "lr", "anneal_lr", "buffer_size", "batch_size", "gamma",
-                "learning_starts", "tau", "max_grad_norm", "normalize_obs"),  # fmt: skip
+        *shared(
+            "total_steps",
+            "lr",
+            "anneal_lr",
+            "buffer_size",
+            "batch_size",
+            "gamma",
+            "learning_starts",
+            "tau",
+            "max_grad_norm",
+            "normalize_obs",
+        ),
         positive_int("algo.train_freq"),
         positive_int("algo.gradient_steps"),
         positive_int("algo.target_update_interval"),

@@ -53,9 +53,21 @@ class PPO(OnPolicyAlgorithm):
     action_kinds = ("discrete", "continuous")
     roles = ("actor", "critic")
     rules = (
-        *shared("total_steps", "lr", "anneal_lr", "num_steps", "gamma", "gae_lambda",
-                "batch_size", "ent_coef", "vf_coef", "max_grad_norm", "adam_eps",
-                "normalize_obs", "normalize_reward"),  # fmt: skip
+        *shared(
+            "total_steps",
+            "lr",
+            "anneal_lr",
+            "num_steps",
+            "gamma",
+            "gae_lambda",
+            "batch_size",
+            "ent_coef",
+            "vf_coef",
+            "max_grad_norm",
+            "adam_eps",
+            "normalize_obs",
+            "normalize_reward",
+        ),
         positive_int("algo.num_epochs"),
         positive("algo.clip_coef"),
         boolean("algo.anneal_clip"),
@@ -204,7 +216,11 @@ def minibatches(
     for idx in minibatch_indices(len(rollout.advantages), batch_size, epochs, rng):
         if idx is None:
             if whole is None:
-                whole = rollout._replace(advantages=normalize(rollout.advantages)) if norm_adv else rollout
+                whole = (
+                    rollout._replace(advantages=normalize(rollout.advantages))
+                    if norm_adv
+                    else rollout
+                )
             yield whole
             continue
         if not isinstance(rollout.advantages, np.ndarray):

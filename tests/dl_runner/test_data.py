@@ -1,4 +1,4 @@
-"""Data sets: stratified splits and the digits loader."""
+"""Data modules: stratified splits, the digits data set, loaders."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dl_runner.datasets import load_dataset, stratified_split
+from dl_runner.data import load_data, stratified_split
 from runner_core.errors import ConfigError
 
 CPU = torch.device("cpu")
@@ -44,16 +44,32 @@ def _cfg(**over):
 
 
 def test_digits():
-    data = load_dataset(_cfg(), seed=0, device=CPU)
-    assert (data.n_features, data.n_classes) == (64, 10)
+    data = load_data(_cfg(), seed=0, device=CPU)
+    assert (data.example_shape, data.n_classes) == ((1, 8, 8), 10)
     assert (len(data.train), len(data.val), len(data.test)) == (1259, 269, 269)
-    assert data.train.x.dtype == torch.float32
-    assert data.train.y.dtype == torch.int64
+    x, y = data.train.tensors
+    assert x.shape == (1259, 1, 8, 8) and x.dtype == torch.float32
+    assert y.dtype == torch.int64
     # standardized with training statistics: mean 0 on the training split
-    assert data.train.x.mean(0).abs().max().item() < 1e-4
-    raw = load_dataset(_cfg(standardize=False), seed=0, device=CPU)
-    assert raw.train.x.max().item() == 16.0
+    assert x.flatten(1).mean(0).abs().max().item() < 1e-4
+    raw = load_data(_cfg(standardize=False), seed=0, device=CPU)
+    assert raw.train.tensors[0].max().item() == 16.0
     assert set(data.stats) == {"mean", "std"}
+
+
+def test_loaders_draw_whole_minibatches_in_a_stored_order():
+    data = load_data(_cfg(), seed=0, device=CPU)
+    order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
+    batches = list(data.loader("train", 64, order))
+    assert len(batches) == 20  # ceil(1259 / 64)
+    x, y = data.train.tensors
+    torch.testing.assert_close(batches[0][0], x[order[:64]])
+    torch.testing.assert_close(batches[-1][1], y[order[19 * 64 :]])
+    resumed = list(data.loader("train", 64, order, first=5))  # a run resumed at batch 5
+    assert len(resumed) == 15
+    torch.testing.assert_close(resumed[0][0], batches[5][0])
+    whole = list(data.loader("val", 512))
+    assert len(whole) == 1 and torch.equal(whole[0][1], data.val.tensors[1])
 
 
 @pytest.mark.parametrize(
@@ -62,9 +78,9 @@ def test_digits():
 )
 def test_bad_fractions(over):
     with pytest.raises(ConfigError, match=r"dataset\.val_fraction"):
-        load_dataset(_cfg(**over), seed=0, device=CPU)
+        load_data(_cfg(**over), seed=0, device=CPU)
 
 
 def test_unknown_dataset():
     with pytest.raises(ConfigError, match=r"'dataset\.name' is 'mnist'; known data sets: digits"):
-        load_dataset(_cfg(name="mnist"), seed=0, device=CPU)
+        load_data(_cfg(name="mnist"), seed=0, device=CPU)
