@@ -87,8 +87,12 @@ class DataModule:
         if order is None:
             order = torch.arange(len(dataset), device=dataset.tensors[0].device)
         transform = self.train_transform if split == "train" else _identity
-        return DataLoader(dataset, sampler=BatchOrder(order, batch_size, first), batch_size=None,
-                          collate_fn=transform)  # fmt: skip
+        # a generator of its own: each iterator draws a (worker) seed from it, which would
+        # otherwise come from torch's global generator and shift dropout after a resume
+        return DataLoader(
+            dataset, sampler=BatchOrder(order, batch_size, first), batch_size=None,
+            collate_fn=transform, generator=torch.Generator(),
+        )  # fmt: skip
 
 
 def load_data(cfg: DictConfig, seed: int, device: torch.device) -> DataModule:

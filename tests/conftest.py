@@ -36,17 +36,23 @@ FAST_RL = (
     "eval.every_steps=0",
     "checkpoint.every_steps=0",
 )
-FAST_PPO = ("algo.total_steps=512", "env.num_envs=2", "algo.num_steps=64", "algo.num_epochs=2")
-FAST_DQN = (
-    "algo.total_steps=600",
-    "env.num_envs=1",
-    "algo.learning_starts=100",
-    "algo.train_freq=4",
-    "algo.gradient_steps=1",
-    "algo.buffer_size=1000",
-    "algo.target_update_interval=100",
-)
 FAST_DL = ("logger.console=off", "device=cpu", "algo.epochs=2")
+# small settings for quick runs, applied to every RL algorithm whose config has the key (so a
+# new algorithm needs no entry here): budgets in each loop's unit, then what makes a step cheap
+FAST_ALGO_KEYS = {
+    "total_steps": 512,
+    "max_sweeps": 5,
+    "generations": 2,
+    "num_steps": 64,
+    "num_epochs": 2,
+    "learning_starts": 100,
+    "train_freq": 4,
+    "gradient_steps": 1,
+    "buffer_size": 1000,
+    "target_update_interval": 100,
+    "population": 8,
+}
+FAST_ENV = ("env.num_envs=2",)
 
 
 def options(group: str) -> list[str]:
@@ -54,15 +60,21 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
+def algo_node(option: str) -> dict[str, Any]:
+    return yaml.safe_load((CONF_DIR / "algo" / f"{option}.yaml").read_text())
+
+
 def algo_family(option: str) -> str:
-    return yaml.safe_load((CONF_DIR / "algo" / f"{option}.yaml").read_text())["family"]
+    return algo_node(option)["family"]
 
 
 def fast_overrides(algo: str) -> tuple[str, ...]:
     """The speed overrides for an algorithm option."""
     if algo_family(algo) == "dl":
         return FAST_DL
-    return FAST_RL + {"ppo": FAST_PPO, "dqn": FAST_DQN}.get(algo, ())
+    node = algo_node(algo)
+    keys = tuple(f"algo.{k}={v}" for k, v in FAST_ALGO_KEYS.items() if k in node)
+    return FAST_RL + FAST_ENV + keys
 
 
 def compose_cfg(

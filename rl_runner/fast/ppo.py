@@ -66,11 +66,12 @@ class FastPPO(PPO):
 
         return act
 
-    def values(self, obs: np.ndarray) -> np.ndarray:
-        return self.policy["critic"](np.asarray(obs, dtype=np.float32))[:, 0]
+    def outputs(self, obs: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        logits, values = self._forward()(np.asarray(obs, dtype=np.float32))
+        return (logits,), values
 
     def evaluation_policy(self, deterministic: bool, rng: np.random.Generator) -> Policy:
-        actor, head = self.policy["actor"], self.head
+        actor, head = self.policy["actor"], self.head  # the critic is not needed
 
         def act(obs: np.ndarray) -> np.ndarray:
             logits = actor(np.asarray(self.observe(obs), dtype=np.float32))

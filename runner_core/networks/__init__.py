@@ -127,8 +127,9 @@ def build(
         cause = exc.__cause__ if isinstance(exc.__cause__, ConfigError) else None
         if cause is not None:
             raise cause from None
+        reason = " ".join(str(exc).split())
         raise ConfigError(
-            f"Cannot build the {role} network from network={settings.get('_target_')}: {exc}"
+            f"Cannot build the {role} network from network={settings.get('_target_')}: {reason}"
         ) from None
     return Network(encoder, body)
 

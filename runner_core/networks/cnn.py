@@ -65,8 +65,11 @@ class CNN(nn.Module):
             layers += [nn.Conv2d(depth, int(c), int(k), int(s), int(p)), ACTIVATIONS[activation]()]
             depth = int(c)
         self.features = nn.Sequential(*layers)
-        with torch.no_grad():
-            shape = self.features(torch.zeros(1, *in_shape)).shape[1:]
+        try:
+            with torch.no_grad():
+                shape = self.features(torch.zeros(1, *in_shape)).shape[1:]
+        except RuntimeError:  # a kernel larger than what reaches it
+            shape = (0,)
         if 0 in shape:
             raise ConfigError(
                 f"network=cnn's convolutions shrink the {tuple(in_shape)} input to nothing; use "

@@ -3,22 +3,14 @@ and evaluation's episode count."""
 
 from __future__ import annotations
 
-import signal
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from rl_runner.envs import (
-    EVAL_EPISODE_LIMIT,
-    EnvStepper,
-    env_info,
-    evaluate,
-    make_vec_env,
-    resolve_id,
-)
+from rl_runner.collectors import EVAL_EPISODE_LIMIT, EnvStepper, evaluate
+from rl_runner.envs import env_spec, make_vec_env, resolve_id, transition_model
 from runner_core.entrypoint import CONF_DIR
 from runner_core.errors import ConfigError
 from tests.conftest import options
@@ -128,21 +120,29 @@ def test_resolve_id():
         resolve_id("no_such_module_xyz:Foo-v0")
 
 
-def test_env_info_reads_the_env():
-    info = env_info(env_cfg("CartPole-v1"))
-    assert (info.action_kind, info.n_actions, info.obs_shape, info.obs_dim) == (
-        "discrete",
-        2,
-        (4,),
-        4,
-    )
-    assert info.max_episode_steps == 500
-    taxi = env_info(env_cfg("Taxi-v4"))
-    assert (taxi.obs_discrete, taxi.obs_dim, taxi.n_actions) == (500, 500, 6)
-    pendulum = env_info(env_cfg("Pendulum-v1"))
+def test_env_spec_reads_the_env():
+    spec = env_spec(env_cfg("CartPole-v1"))
+    assert (spec.action_kind, spec.act.n, spec.obs_kind, spec.obs.shape) == (
+        "discrete", 2, "vector", (4,),
+    )  # fmt: skip
+    assert spec.obs.dtype == np.float32 and spec.obs.flat_dim == 4
+    assert spec.max_episode_steps == 500 and not spec.has_model
+    taxi = env_spec(env_cfg("Taxi-v4"))
+    assert (taxi.obs_kind, taxi.obs.n, taxi.obs.flat_dim, taxi.act.n) == ("discrete", 500, 500, 6)
+    assert taxi.has_model
+    pendulum = env_spec(env_cfg("Pendulum-v1"))
     assert pendulum.action_kind == "continuous"
-    assert pendulum.action_shape == (1,)
-    assert env_info(env_cfg("CartPole-v1", max_episode_steps=7)).max_episode_steps == 7
+    assert pendulum.act.shape == (1,)
+    assert (pendulum.act.low.tolist(), pendulum.act.high.tolist()) == ([-2.0], [2.0])
+    assert env_spec(env_cfg("CartPole-v1", max_episode_steps=7)).max_episode_steps == 7
+
+
+def test_transition_model_of_toy_text_envs():
+    model = transition_model(env_cfg("FrozenLake-v1"))
+    assert len(model) == 16 and len(model[0]) == 4
+    assert sum(p for p, *_ in model[0][1]) == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="exposes no transition model"):
+        transition_model(env_cfg("CartPole-v1"))
 
 
 def test_make_vec_env_refuses_bad_arguments():
@@ -161,26 +161,29 @@ def test_shipped_envs_have_an_episode_limit(env):
     assert limit is not None and limit > 0
 
 
-class _Timeout(Exception):
+class _TooLong(Exception):
     pass
 
 
 def test_evaluate_terminates_without_a_time_limit():
+    """A policy that never ends an episode of an env without a time limit: evaluation cuts the
+    episode at its own limit. Bounded by work (the policy's calls), not by the clock."""
     envs = make_vec_env(env_cfg("CliffWalking-v1"), 1)
+    calls = [0]
 
-    def alarm(*_):
-        raise _Timeout
+    def up(obs: np.ndarray) -> np.ndarray:
+        calls[0] += 1
+        if calls[0] > EVAL_EPISODE_LIMIT + 10:
+            raise _TooLong
+        return np.zeros(len(obs), dtype=np.int64)
 
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(1)
     try:
-        returns = evaluate(lambda obs: np.zeros(len(obs), dtype=np.int64), envs, 1, seed=0)  # "up"
+        returns = evaluate(up, envs, 1, seed=0)
     finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
         envs.close()
     assert len(returns) == 1
     assert returns[0] == -EVAL_EPISODE_LIMIT  # -1 per step, cut at the evaluation limit
+    assert calls[0] == EVAL_EPISODE_LIMIT
 
 
 @pytest.mark.parametrize("vectorization", ["sync", "vector_entry_point"])

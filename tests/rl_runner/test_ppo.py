@@ -1,7 +1,7 @@
 """PPO's update on hand-built rollouts: the clipped surrogate, the clipped value loss, the
-entropy, annealing, early stopping on KL and the exclusion of autoreset steps, on each of the
-update's paths: numpy networks (`NUMPY_CPU`), numpy steps on torch parameters (a torch CPU
-device) and torch (networks without a hand-written backward, other devices)."""
+entropy, annealing, minibatches, early stopping on KL and the exclusion of autoreset steps. Every
+test runs on both backends: the autograd reference (`PPO`) and the numpy backend (`FastPPO`); the
+hand-computed numbers are the contract both meet."""
 
 from __future__ import annotations
 
@@ -11,24 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from rl_runner.algos.on_policy.ppo import (
-    PPO,
-    Batch,
-    loss_targets,
-    ppo_loss_grads,
-    ppo_loss_grads_numpy,
-    ppo_losses,
-    ppo_losses_numpy,
-)
+from rl_runner.algos.on_policy.ppo import PPO, minibatch_indices
 from rl_runner.buffers import RolloutBuffer
-from rl_runner.envs import EnvStepper, env_info, make_vec_env
-from rl_runner.numpy_policy import NumpyActorCritic, log_softmax
+from rl_runner.collectors import EnvStepper, RolloutCollector
+from rl_runner.envs import env_spec, make_vec_env
+from rl_runner.fast.ppo import FastPPO
+from rl_runner.heads import log_softmax
 from runner_core.device import NUMPY_CPU
 from tests.conftest import compose_cfg
 
 CPU = torch.device("cpu")
-# the devices of the update's two CPU paths: numpy networks, numpy steps on torch parameters
-DEVICES = pytest.mark.parametrize("device", [NUMPY_CPU, CPU], ids=["numpy", "torch-cpu"])
+BACKENDS = pytest.mark.parametrize("backend", ["torch", "numpy"])
 BASE = (
     "algo=ppo", "env=cartpole", "network.hidden=[8]", "algo.num_epochs=1", "algo.batch_size=64",
     "algo.norm_adv=false", "algo.anneal_lr=false", "algo.anneal_clip=false", "algo.clip_coef=0.2",
@@ -36,20 +29,32 @@ BASE = (
 )  # fmt: skip
 
 
-def make_ppo(*overrides: str, device=CPU) -> PPO:
-    torch.manual_seed(0)
+def make_ppo(*overrides: str, backend: str = "torch") -> PPO:
     cfg = compose_cfg([*BASE, *overrides])
-    return PPO(cfg, env_info(cfg.env), device, seed=0)
+    spec = env_spec(cfg.env)
+    if backend == "numpy":
+        return FastPPO(cfg, spec, NUMPY_CPU, seed=0)
+    return PPO(cfg, spec, CPU, seed=0)
+
+
+def optimizer_steps(ppo: PPO) -> int:
+    if isinstance(ppo, FastPPO):
+        return ppo.optimizer.steps
+    return int(next(iter(ppo.optimizer.state.values()))["step"])
+
+
+def weights(ppo: PPO) -> dict[str, np.ndarray]:
+    return {k: np.array(v, dtype=np.float32) for k, v in ppo.policy.state_dict().items()}
 
 
 def make_buffer(ppo: PPO, steps: int, envs: int, ratio: float, adv, value_shift, valid=None):
     """A rollout whose stored log-probs make pi_new / pi_old == ratio for every transition, with
     old values = V(s) + 1 and returns = V(s) + value_shift."""
-    buf = RolloutBuffer(steps, envs, 4)
+    buf = RolloutBuffer(steps, envs, ppo.spec.obs, ppo.spec.act)
     rng = np.random.default_rng(0)
     buf.obs[:] = rng.standard_normal((steps, envs, 4))
     buf.actions[:] = rng.integers(0, 2, (steps, envs))
-    logits, value = ppo.policy.forward_numpy()(buf.obs.reshape(-1, 4))
+    (logits,), value = ppo.outputs(buf.obs.reshape(-1, 4))
     log_probs = log_softmax(logits)
     logp = log_probs[np.arange(len(logits)), buf.actions.reshape(-1)]
     entropy = -(np.exp(log_probs) * log_probs).sum(-1)
@@ -62,107 +67,9 @@ def make_buffer(ppo: PPO, steps: int, envs: int, ratio: float, adv, value_shift,
     return buf, entropy.reshape(shape)
 
 
-@pytest.mark.parametrize("clip_vloss", [False, True])
-@pytest.mark.parametrize("ent_coef", [0.0, 0.05])
-@pytest.mark.parametrize("n_actions", [2, 5])
-def test_hand_derived_gradients_match_autograd(clip_vloss, ent_coef, n_actions):
-    """The update's dL/dlogits and dL/dV against autograd through the losses as written, with
-    ratios and values on both sides of the clip ranges."""
-    gen = torch.Generator().manual_seed(n_actions)
-    batch, clip, vf_coef = 64, 0.2, 0.5
-    logits = torch.randn(batch, n_actions, generator=gen) * 2
-    values = torch.randn(batch, generator=gen)
-    actions = torch.randint(0, n_actions, (batch,), generator=gen)
-    log_pi = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
-    old_logprobs = log_pi - torch.empty(batch).uniform_(-0.6, 0.6, generator=gen)  # r in [.55, 1.8]
-    advantages = torch.randn(batch, generator=gen)
-    returns = torch.randn(batch, generator=gen)
-    old_values = values + torch.empty(batch).uniform_(-0.5, 0.5, generator=gen)
-    batch = Batch(None, actions, old_logprobs, advantages, returns, old_values)
-
-    z, v = logits.clone().requires_grad_(), values.clone().requires_grad_()
-    losses = ppo_losses(z, v, batch, clip, clip_vloss)
-    (losses.policy - ent_coef * losses.entropy + vf_coef * losses.value).backward()
-
-    targets = loss_targets(batch, n_actions, clip, clip_vloss, ent_coef, vf_coef)
-    grad_logits, grad_values, ratio, logratio = ppo_loss_grads(logits, values, targets)
-    assert ((ratio - 1).abs() > clip).any() and ((ratio - 1).abs() < clip).any()
-    torch.testing.assert_close(grad_logits, z.grad, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(grad_values, v.grad, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(logratio.exp(), ratio)
-
-
-@pytest.mark.parametrize("clip_vloss", [False, True])
-@pytest.mark.parametrize("ent_coef", [0.0, 0.05])
-@pytest.mark.parametrize("n_actions", [2, 5])
-def test_numpy_loss_gradients_match_the_torch_ones(clip_vloss, ent_coef, n_actions):
-    """The CPU path's `ppo_loss_grads_numpy` gives what `ppo_loss_grads` (checked against
-    autograd above) gives, on both sides of the clip ranges."""
-    gen = torch.Generator().manual_seed(10 + n_actions)
-    size, clip = 64, 0.2
-    logits = torch.randn(size, n_actions, generator=gen) * 2
-    values = torch.randn(size, generator=gen)
-    actions = torch.randint(0, n_actions, (size,), generator=gen)
-    log_pi = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
-    old_logprobs = log_pi - torch.empty(size).uniform_(-0.6, 0.6, generator=gen)
-    old_values = values + torch.empty(size).uniform_(-0.5, 0.5, generator=gen)
-    batch = Batch(torch.zeros(size, 1), actions, old_logprobs, torch.randn(size, generator=gen),
-                  torch.randn(size, generator=gen), old_values)  # fmt: skip
-    targets = loss_targets(batch, n_actions, clip, clip_vloss, ent_coef, vf_coef=0.5)
-    expected = ppo_loss_grads(logits, values, targets)
-    np_batch = Batch(*(x.numpy() for x in batch))
-    np_targets = loss_targets(np_batch, n_actions, clip, clip_vloss, ent_coef, vf_coef=0.5)
-    got = ppo_loss_grads_numpy(logits.numpy(), values.numpy(), np_targets)
-    for have, want in zip(got, expected, strict=True):
-        assert have.dtype == np.float32
-        np.testing.assert_allclose(have, want.numpy(), rtol=1e-5, atol=1e-7)
-    # and the numpy diagnostics are the losses as written
-    want = ppo_losses(logits, values, batch, clip, clip_vloss)
-    have = ppo_losses_numpy(logits.numpy(), values.numpy(), np_batch, clip, clip_vloss)
-    np.testing.assert_allclose(have, [x.item() for x in want], rtol=1e-5, atol=1e-7)
-
-
-@pytest.mark.parametrize(
-    "overrides",
-    [(), ("algo.norm_adv=true",), ("network.activation=relu",)],
-    ids=["tanh", "normalized", "relu"],
-)
-def test_the_three_update_paths_agree(overrides):
-    """A whole update ends at the same weights and diagnostics on numpy networks, on numpy
-    steps over torch parameters and on torch, from the same weights."""
-    torch_ppo = make_ppo("algo.num_epochs=3", *overrides)
-    torch_ppo.numpy_nets = None
-    hybrid_ppo = make_ppo("algo.num_epochs=3", *overrides)
-    assert hybrid_ppo.numpy_nets is not None
-    numpy_ppo = make_ppo("algo.num_epochs=3", *overrides, device=NUMPY_CPU)
-    assert isinstance(numpy_ppo.policy, NumpyActorCritic)
-    numpy_ppo.policy.load_state_dict(torch_ppo.policy.state_dict())
-    stats = []
-    for ppo in (torch_ppo, hybrid_ppo, numpy_ppo):
-        buf, _ = make_buffer(ppo, 16, 4, ratio=1.1, adv=np.linspace(-2, 2, 64), value_shift=0.3)
-        stats.append(ppo.update(buf, progress=0.0))
-    want = torch_ppo.policy.state_dict()
-    for ppo, got in zip((hybrid_ppo, numpy_ppo), stats[1:], strict=True):
-        assert got == pytest.approx(stats[0], rel=1e-4, abs=1e-6)
-        have = ppo.policy.state_dict()
-        assert list(have) == list(want)
-        for name, value in have.items():
-            np.testing.assert_allclose(value, want[name].numpy(), rtol=1e-4, atol=1e-6)
-
-
-def test_networks_without_a_hand_backward_train_through_autograd():
-    ppo = make_ppo("network.activation=leaky_relu", "network.dropout=0.1")
-    assert ppo.policy.actor.linear_layers() is None
-    buf, _ = make_buffer(ppo, 2, 2, ratio=1.5, adv=[1.0, -1.0, 2.0, -2.0], value_shift=0.5)
-    before = ppo.optimizer.flat.clone()
-    stats = ppo.update(buf, progress=0.0)
-    assert all(math.isfinite(v) for v in stats.values()), stats
-    assert not torch.equal(before, ppo.optimizer.flat)
-
-
-@DEVICES
-def test_clipped_losses_by_hand(device):
-    ppo = make_ppo(device=device)
+@BACKENDS
+def test_clipped_losses_by_hand(backend):
+    ppo = make_ppo(backend=backend)
     buf, entropy = make_buffer(ppo, 2, 2, ratio=1.5, adv=[1.0, -1.0, 2.0, -2.0],
                                value_shift=[0.5, -0.5, 0.5, -0.5])  # fmt: skip
     stats = ppo.update(buf, progress=0.0)
@@ -180,9 +87,9 @@ def test_clipped_losses_by_hand(device):
     assert all(math.isfinite(v) for v in stats.values())
 
 
-@DEVICES
-def test_unclipped_value_loss_by_hand(device):
-    ppo = make_ppo("algo.clip_vloss=false", device=device)
+@BACKENDS
+def test_unclipped_value_loss_by_hand(backend):
+    ppo = make_ppo("algo.clip_vloss=false", backend=backend)
     buf, _ = make_buffer(ppo, 2, 2, ratio=1.0, adv=[1.0, -1.0, 2.0, -2.0],
                          value_shift=[0.5, -0.5, 0.5, -0.5])  # fmt: skip
     stats = ppo.update(buf, progress=0.0)
@@ -192,9 +99,9 @@ def test_unclipped_value_loss_by_hand(device):
     assert stats["approx_kl"] == pytest.approx(0.0, abs=1e-6)
 
 
-@DEVICES
-def test_autoreset_steps_are_left_out(device):
-    ppo = make_ppo(device=device)
+@BACKENDS
+def test_autoreset_steps_are_left_out(backend):
+    ppo = make_ppo(backend=backend)
     valid = [True, True, False, True, True, False]
     adv = [1.0, -1.0, 1000.0, 2.0, -2.0, -1000.0]  # garbage on the invalid steps
     shift = [0.5, -0.5, 100.0, 0.5, -0.5, 100.0]
@@ -204,41 +111,54 @@ def test_autoreset_steps_are_left_out(device):
     assert stats["value_loss"] == pytest.approx((0.25 + 1.69) / 2, abs=1e-5)
 
 
-@DEVICES
-def test_annealing_follows_progress(device):
-    ppo = make_ppo("algo.anneal_lr=true", "algo.anneal_clip=true", device=device)
+@BACKENDS
+@pytest.mark.parametrize("progress", [0.0, 0.25, 1.0, 1.0016])
+def test_schedules_follow_progress_and_stay_in_range(backend, progress):
+    """A rollout can end past the budget (100,096 of 100,000 steps): the learning rate and clip
+    range must stop at 0, not turn negative (which logged lr -9.6e-07 and clipfrac 1.0)."""
+    ppo = make_ppo("algo.anneal_lr=true", "algo.anneal_clip=true", backend=backend)
     buf, _ = make_buffer(ppo, 2, 2, ratio=1.0, adv=[1.0, -1.0, 2.0, -2.0], value_shift=0.5)
-    stats = ppo.update(buf, progress=0.25)
-    assert stats["charts/learning_rate"] == pytest.approx(0.001 * 0.75)
-    assert stats["charts/clip_coef"] == pytest.approx(0.2 * 0.75)
-    assert ppo.optimizer.lr == pytest.approx(0.001 * 0.75)
+    stats = ppo.update(buf, progress=progress)
+    left = max(1.0 - progress, 0.0)
+    assert stats["charts/learning_rate"] == pytest.approx(0.001 * left)
+    assert stats["charts/clip_coef"] == pytest.approx(0.2 * left)
+    assert stats["charts/learning_rate"] >= 0 and stats["charts/clip_coef"] >= 0
 
 
-def _optimizer_steps(ppo: PPO) -> int:
-    return ppo.optimizer.steps
-
-
-@DEVICES
-def test_epochs_and_minibatches(device):
-    ppo = make_ppo("algo.num_epochs=3", "algo.batch_size=3", device=device)
+@BACKENDS
+def test_epochs_and_minibatches(backend):
+    ppo = make_ppo("algo.num_epochs=3", "algo.batch_size=3", backend=backend)
     buf, _ = make_buffer(ppo, 4, 2, ratio=1.0, adv=np.linspace(-1, 1, 8), value_shift=0.5)
-    before = torch.as_tensor(ppo.optimizer.flat).clone()
+    before = weights(ppo)
     ppo.update(buf, progress=0.0)
-    assert _optimizer_steps(ppo) == 3 * 3  # 3 epochs of ceil(8 / 3) minibatches
-    assert not torch.equal(torch.as_tensor(ppo.optimizer.flat), before)
+    assert optimizer_steps(ppo) == 3 * 3  # 3 epochs of ceil(8 / 3) minibatches
+    assert any(not np.array_equal(before[k], v) for k, v in weights(ppo).items())
 
 
-@DEVICES
-def test_target_kl_stops_the_epochs_early(device):
-    ppo = make_ppo("algo.num_epochs=5", "algo.batch_size=2", "algo.target_kl=0.01", device=device)
+def test_minibatch_indices():
+    rng = np.random.default_rng(0)
+    batches = list(minibatch_indices(8, 3, 2, rng))
+    assert [len(b) for b in batches] == [3, 3, 2, 3, 3, 2]
+    for epoch in (batches[:3], batches[3:]):  # each epoch a permutation of the rollout
+        assert sorted(np.concatenate(epoch).tolist()) == list(range(8))
+    # a minibatch as large as the rollout is the rollout itself, in order, with no draw
+    state = rng.bit_generator.state
+    assert list(minibatch_indices(8, 8, 3, rng)) == [None, None, None]
+    assert rng.bit_generator.state == state
+
+
+@BACKENDS
+def test_target_kl_stops_the_epochs_early(backend):
+    ppo = make_ppo("algo.num_epochs=5", "algo.batch_size=2", "algo.target_kl=0.01",
+                   backend=backend)  # fmt: skip
     buf, _ = make_buffer(ppo, 2, 2, ratio=1.5, adv=[1.0, -1.0, 2.0, -2.0], value_shift=0.5)
     stats = ppo.update(buf, progress=0.0)
     assert stats["approx_kl"] > 0.01
-    assert _optimizer_steps(ppo) == 1
+    assert optimizer_steps(ppo) == 1
 
 
 class _Driver:
-    """The part of the trainer that collect() uses: the current observations and env_step."""
+    """The part of the trainer that the rollout collector uses."""
 
     def __init__(self, envs) -> None:
         self.stepper = EnvStepper(envs, seed=0)
@@ -251,13 +171,14 @@ class _Driver:
         return self.stepper.step(actions)
 
 
-@DEVICES
-def test_update_on_a_real_rollout(device):
-    """End to end through the on-policy loop's collect: stats present and finite."""
-    ppo = make_ppo("algo.norm_adv=true", "algo.num_steps=64", "algo.num_epochs=2", device=device)
+@BACKENDS
+def test_update_on_a_real_rollout(backend):
+    """End to end through the rollout collector: stats present and finite."""
+    ppo = make_ppo("algo.norm_adv=true", "algo.num_steps=64", "algo.num_epochs=2",
+                   backend=backend)  # fmt: skip
     envs = make_vec_env(compose_cfg(BASE).env, 2)
-    buf = RolloutBuffer(64, 2, 4)
-    ppo.collect(_Driver(envs), buf)
+    buf = RolloutBuffer(64, 2, ppo.spec.obs, ppo.spec.act)
+    RolloutCollector(_Driver(envs), buf, ppo.observe).collect(ppo.rollout_policy(), ppo.values)
     assert buf.dones.any()
     assert buf.valid[0].all()
     # the step after an episode's end only resets
@@ -270,27 +191,32 @@ def test_update_on_a_real_rollout(device):
     envs.close()
 
 
-@DEVICES
-def test_stats_finite_with_one_transition(device):
-    ppo = make_ppo(device=device)
+@BACKENDS
+def test_stats_finite_with_one_transition(backend):
+    ppo = make_ppo(backend=backend)
     buf, _ = make_buffer(ppo, 1, 1, ratio=1.0, adv=[1.0], value_shift=[0.5])
     stats = ppo.update(buf, progress=0.0)
     assert all(math.isfinite(v) for v in stats.values()), stats
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [(), ("algo.normalize_obs=true",), ("env=frozenlake",)],
-    ids=["plain", "normalized", "one-hot"],
-)
-def test_numpy_encoding_matches_the_torch_encoding(overrides):
-    """The rollout loop's float32 numpy observations are what the update trains on."""
-    ppo = make_ppo(*overrides)
-    envs = make_vec_env(compose_cfg([*BASE, *overrides]).env, 3)
-    obs, _ = envs.reset(seed=0)
-    for _ in range(5):
-        encoded = ppo.encode_numpy(obs, update_stats=True)
-        assert encoded.dtype == np.float32 and encoded.shape == (3, ppo.info.obs_dim)
-        np.testing.assert_allclose(encoded, ppo.encode(obs).numpy(), rtol=1e-6)
-        obs, *_ = envs.step(envs.action_space.sample())
-    envs.close()
+def test_continuous_actions_use_a_state_independent_gaussian():
+    cfg = compose_cfg(["env=pendulum", "network.hidden=[8]", "algo.batch_size=4"])
+    ppo = PPO(cfg, env_spec(cfg.env), CPU, seed=0)
+    assert ppo.policy.log_std.shape == (1,) and float(ppo.policy.log_std.sum()) == 0.0
+    obs = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    actions, env_actions, logprobs, values = ppo.rollout_policy()(obs)
+    assert actions.shape == env_actions.shape == (4, 1) and values.shape == (4,)
+    assert np.all(np.abs(env_actions) <= 2.0)  # clipped to the bounds for the env
+    (mean, log_std), _ = ppo.outputs(obs)
+    want = torch.distributions.Normal(torch.from_numpy(mean), torch.from_numpy(log_std).exp())
+    np.testing.assert_allclose(
+        logprobs, want.log_prob(torch.from_numpy(actions)).sum(-1).numpy(), rtol=1e-5
+    )
+    buf = RolloutBuffer(2, 2, ppo.spec.obs, ppo.spec.act)
+    buf.obs[:], buf.actions[:] = obs.reshape(2, 2, 3), actions.reshape(2, 2, 1)
+    buf.logprobs[:], buf.valid[:] = logprobs.reshape(2, 2), True
+    buf.advantages[:] = np.array([[1.0, -1.0], [0.5, 2.0]])
+    before = ppo.policy.log_std.detach().clone()
+    stats = ppo.update(buf, progress=0.0)
+    assert all(math.isfinite(v) for v in stats.values())
+    assert not torch.equal(before, ppo.policy.log_std.detach())  # the log-std learns

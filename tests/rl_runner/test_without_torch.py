@@ -35,8 +35,8 @@ def test_ppo_cartpole_runs_without_importing_torch(tmp_path, activation):
     for name in ("latest.pt", "best.pt", "final.pt"):
         state = load(run_dir / "checkpoints" / name)  # torch.load(weights_only=True)
         policy = state["session"]["algo"]["policy"]
-        assert policy["actor.0.weight"].dtype == torch.float32
-        assert policy["actor.0.weight"].shape == (64, 4)
+        assert policy["actor.body.0.weight"].dtype == torch.float32
+        assert policy["actor.body.0.weight"].shape == (64, 4)
         assert "torch" not in state["rng"]  # torch's generator was never created
     optimizer = load(run_dir / "checkpoints" / "final.pt")["session"]["algo"]["optimizer"]
     assert optimizer["steps"] > 0 and np.isfinite(optimizer["exp_avg_sq"].numpy()).all()

@@ -30,7 +30,7 @@ class Case:
 def _cases(base: Path) -> dict[str, Case]:
     cuda = "CUDA is available here" if torch.cuda.is_available() else None
     return {
-        "unknown-algo": Case(("algo=foo",), ("'algo/foo'", "options in 'algo': dqn, ppo")),
+        "unknown-algo": Case(("algo=foo",), ("'algo/foo'", "options in 'algo':", "dqn, ppo")),
         "unknown-env": Case(("env=foo",), ("env", "foo")),
         "misspelled-key": Case(("algo.lrr=1",), ("'algo.lrr'", "+algo.lrr=1")),
         "lr-zero": Case(("algo.lr=0",), ("'algo.lr'", "value 0,", "a number > 0")),

@@ -1,122 +1,106 @@
-"""The MLP's hand-written backward: the same gradients as autograd, for every layer kind it
-covers, and autograd behind the same calls for the layers it does not."""
+"""Networks by role from the `network` config group: role overrides, encoders by observation
+kind, the MLP and CNN builders, their settings' validation, and the numpy-drawn initialisation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from omegaconf import OmegaConf
 
-from runner_core.networks import NumpyMLP, mlp
-
-
-def _autograd_grads(net: nn.Module, x: torch.Tensor, grad_out: torch.Tensor) -> list:
-    net.zero_grad()
-    net(x).backward(grad_out)
-    return [p.grad.clone() for p in net.parameters()]
+from runner_core.errors import ConfigError
+from runner_core.networks import CNN, MLP, build, check_roles, role_config
+from runner_core.networks.init import init_default, init_orthogonal
+from tests.conftest import compose_cfg
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
-@pytest.mark.parametrize("hidden", [[], [7], [16, 9]])
-def test_hand_backward_matches_autograd(activation, hidden):
-    torch.manual_seed(0)
-    net = mlp(5, 3, hidden, activation, hidden_gain=1.4, out_gain=0.5)
-    assert net.linear_layers() is not None
-    x, grad_out = torch.randn(32, 5), torch.randn(32, 3)
-    expected = _autograd_grads(net, x, grad_out)
-
-    for p in net.parameters():
-        p.grad = torch.full_like(p, 123.0)  # backward replaces, it does not accumulate
-    out, cache = net.forward_train(x)
-    torch.testing.assert_close(out, net(x).detach())
-    assert not out.requires_grad  # no autograd graph was recorded
-    net.backward(cache, grad_out)
-    for p, want in zip(net.parameters(), expected, strict=True):
-        torch.testing.assert_close(p.grad, want, rtol=1e-5, atol=1e-6)
+def _net(**over):
+    base = {"_target_": "runner_core.networks.MLP", "hidden": [8, 8], "activation": "tanh",
+            "dropout": 0.0, "batchnorm": False}  # fmt: skip
+    return OmegaConf.create({**base, **over})
 
 
-def test_gradients_are_created_when_missing():
-    torch.manual_seed(0)
-    net = mlp(3, 2, [4], "tanh")
-    out, cache = net.forward_train(torch.randn(6, 3))
-    net.backward(cache, torch.ones_like(out))
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+def test_role_settings_override_the_shared_ones():
+    net = _net(actor={"hidden": [32]})
+    assert role_config(net, "actor")["hidden"] == [32]
+    assert role_config(net, "critic")["hidden"] == [8, 8]
+    assert role_config(net, "actor")["activation"] == "tanh"
+    actor = build(net, "actor", "vector", (4,), 2)
+    critic = build(net, "critic", "vector", (4,), 1)
+    assert [m.out_features for m in actor.body if isinstance(m, torch.nn.Linear)] == [32, 2]
+    assert [m.out_features for m in critic.body if isinstance(m, torch.nn.Linear)] == [8, 8, 1]
+
+
+def test_role_overrides_from_the_command_line():
+    cfg = compose_cfg(["++network.actor.hidden=[256,256]"])
+    assert role_config(cfg.network, "actor")["hidden"] == [256, 256]
+    from runner_core.entrypoint import role_overrides
+
+    assert role_overrides(["network.actor.hidden=[1]", "network.hidden=[2]", "+x=1"]) == [
+        "++network.actor.hidden=[1]", "network.hidden=[2]", "+x=1",
+    ]  # fmt: skip
+
+
+def test_unknown_roles_and_settings_are_refused():
+    with pytest.raises(ConfigError, match=r"'network.actr' names no network of algo=ppo.*actor"):
+        check_roles(_net(actr={"hidden": [4]}), ("actor", "critic"), "algo=ppo")
+    with pytest.raises(ConfigError, match=r"'network.actor.hiden' is not a setting"):
+        check_roles(_net(actor={"hiden": [4]}), ("actor", "critic"), "algo=ppo")
+    with pytest.raises(ConfigError, match=r"'network.actor.hidden' has the value \[0\]"):
+        build(_net(actor={"hidden": [0]}), "actor", "vector", (4,), 2)
+    with pytest.raises(ConfigError, match=r"'network.activation' has the value 'gelu'"):
+        build(_net(activation="gelu"), "actor", "vector", (4,), 2)
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"activation": "leaky_relu"}, {"activation": "swish"}, {"batchnorm": True}],
-    ids=["leaky_relu", "swish", "batchnorm"],
+    ("kind", "shape", "n", "batch", "dtype"),
+    [
+        ("vector", (3,), None, (5, 3), torch.float32),
+        ("discrete", (), 16, (5,), torch.int64),
+        ("image", (10, 12, 3), None, (5, 10, 12, 3), torch.uint8),
+        ("image", (10, 12), None, (5, 10, 12), torch.uint8),
+    ],
 )
-def test_other_layers_backpropagate_through_autograd(kwargs):
-    torch.manual_seed(0)
-    net = mlp(5, 3, [8, 8], **kwargs)
-    assert net.linear_layers() is None
-    x, grad_out = torch.randn(16, 5), torch.randn(16, 3)
-    expected = _autograd_grads(net, x, grad_out)
-    for p in net.parameters():
-        p.grad = torch.full_like(p, 123.0)
-    out, cache = net.forward_train(x)
-    assert out.requires_grad
-    net.backward(cache, grad_out)
-    for p, want in zip(net.parameters(), expected, strict=True):
-        torch.testing.assert_close(p.grad, want)
+def test_encoders_by_observation_kind(kind, shape, n, batch, dtype):
+    net = build(_net(), "q", kind, shape, 4, n)
+    x = torch.randint(0, 16, batch).to(dtype) if dtype != torch.float32 else torch.randn(batch)
+    assert net(x).shape == (5, 4)
+    if kind == "discrete":
+        torch.testing.assert_close(net.encoder(torch.tensor([2])), torch.eye(16)[[2]])
+    if kind == "image":  # [0, 255] to [0, 1], channels first
+        encoded = net.encoder(torch.full(batch, 255, dtype=torch.uint8))
+        assert encoded.shape[1] == (3 if len(shape) == 3 else 1) and encoded.max() == 1.0
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
-def test_numpy_mirror_matches_torch_and_follows_the_weights(activation):
-    torch.manual_seed(0)
-    net = mlp(4, 3, [16, 8], activation, hidden_gain=1.4, out_gain=0.5)
-    x = torch.randn(8, 4)
-    mirror = NumpyMLP.of(net)
-    np.testing.assert_allclose(mirror(x.numpy()), net(x).detach().numpy(), rtol=1e-5, atol=1e-6)
-    with torch.no_grad():
-        net[0].weight.mul_(2.0)  # in place: the mirror reads the same memory
-    np.testing.assert_allclose(mirror(x.numpy()), net(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+def test_cnn_on_images_and_refused_on_vectors():
+    cnn_cfg = compose_cfg(["network=cnn"], "dl").network
+    net = build(cnn_cfg, "model", "vector", (1, 8, 8), 10)
+    assert isinstance(net.body, CNN)
+    assert net(torch.randn(7, 1, 8, 8)).shape == (7, 10)
+    nature = compose_cfg(["network=nature_cnn"]).network
+    frames = build(nature, "q", "image", (84, 84, 4), 6)
+    assert frames(torch.zeros(2, 84, 84, 4, dtype=torch.uint8)).shape == (2, 6)
+    with pytest.raises(ConfigError, match="network=cnn needs images"):
+        build(cnn_cfg, "model", "vector", (64,), 10)
+    with pytest.raises(ConfigError, match="shrink the .* input to nothing"):
+        build(nature, "q", "vector", (1, 8, 8), 2)
 
 
-def test_side_by_side_is_the_networks_outputs_concatenated():
-    torch.manual_seed(0)
-    nets = [mlp(4, 2, [16, 16], "tanh"), mlp(4, 1, [16, 16], "tanh"), mlp(4, 3, [8, 32], "tanh")]
-    x = torch.randn(8, 4)
-    fused = NumpyMLP.side_by_side(nets)
-    expected = torch.cat([net(x) for net in nets], dim=1).detach().numpy()
-    np.testing.assert_allclose(fused(x.numpy()), expected, rtol=1e-5, atol=1e-6)
+def test_mlp_flattens_images():
+    mlp = MLP((1, 8, 8), 10, [16], "relu")
+    assert mlp(torch.randn(3, 1, 8, 8)).shape == (3, 10)
 
 
-def test_no_numpy_mirror_where_it_would_differ():
-    assert NumpyMLP.of(mlp(4, 2, [8], "leaky_relu")) is None
-    assert NumpyMLP.of(mlp(4, 2, [8], "tanh", dropout=0.1)) is None
-    assert NumpyMLP.of(mlp(4, 2, [8], "tanh").double()) is None
-    assert NumpyMLP.side_by_side([mlp(4, 2, [8], "tanh"), mlp(4, 1, [8, 8], "tanh")]) is None
-    assert NumpyMLP.side_by_side([mlp(4, 2, [8], "tanh"), mlp(4, 1, [8], "relu")]) is None
-
-
-@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
-@pytest.mark.parametrize("hidden", [[], [7], [16, 20]])
-def test_numpy_training_matches_the_hand_backward(activation, hidden):
-    """`NumpyMLP.of(net, train=True)`: the same outputs as the torch forward and the same
-    gradients as `MLP.backward`, written into the parameters' own `.grad` memory (20 inputs
-    also take the wide-input weight gradient)."""
-    torch.manual_seed(0)
-    net = mlp(5, 3, hidden, activation, hidden_gain=1.4, out_gain=0.5)
-    x, grad_out = torch.randn(32, 5), torch.randn(32, 3)
-    out, cache = net.forward_train(x)
-    net.backward(cache, grad_out)
-    expected = [p.grad.clone() for p in net.parameters()]
-
-    mirror = NumpyMLP.of(net, train=True)
-    for p in net.parameters():
-        p.grad.fill_(123.0)  # replaced, not accumulated into
-    np_out, acts = mirror.forward_train(x.numpy())
-    np.testing.assert_allclose(np_out, out.numpy(), rtol=1e-5, atol=1e-6)
-    mirror.backward(acts, grad_out.numpy())
-    for p, want in zip(net.parameters(), expected, strict=True):
-        torch.testing.assert_close(p.grad, want, rtol=1e-5, atol=1e-6)
-
-
-def test_no_numpy_training_for_frozen_parameters():
-    net = mlp(4, 2, [8], "tanh")
-    net[0].weight.requires_grad_(False)
-    assert NumpyMLP.of(net) is not None and NumpyMLP.of(net, train=True) is None
+def test_numpy_drawn_initialisation_is_seeded_and_shaped():
+    a, b = (build(_net(), "actor", "vector", (4,), 2) for _ in range(2))
+    init_orthogonal(a, np.random.default_rng(0), 2**0.5, 0.01)
+    init_orthogonal(b, np.random.default_rng(0), 2**0.5, 0.01)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    head = a.body[-1].weight  # (2, 8): rows orthonormal times the output gain
+    torch.testing.assert_close(head @ head.T, 1e-4 * torch.eye(2), atol=1e-6, rtol=0)
+    init_default(b, np.random.default_rng(1))
+    first = b.body[0]
+    bound = 1 / 4**0.5  # 1 / sqrt(fan_in)
+    assert first.weight.abs().max() <= bound and first.bias.abs().max() <= bound
+    assert first.bias.abs().max() > 0

@@ -9,22 +9,26 @@ from dl_runner.tasks.supervised import Supervised
 from rl_runner.algos.on_policy.ppo import PPO
 from runner_core.errors import NonFiniteError
 from tests.conftest import compose_cfg, read_metrics, run_train
+from tests.runner_core.test_resume import runtime_classes, step_method
 
 
 def nan_at(monkeypatch, cls, call: int, key: str, latest):
-    """Make the `call`-th update of `cls` return a NaN `key`; remember latest.pt's bytes then."""
-    original = cls.update
+    """Make the `call`-th update of `cls` (its numpy backend's version too) return a NaN `key`;
+    remember latest.pt's bytes then."""
     seen = {"calls": 0, "latest": None}
+    for klass in runtime_classes(cls):
+        method = step_method(klass)
+        original = klass.__dict__.get(method) or getattr(klass, method)
 
-    def update(self, *args, **kwargs):
-        stats = original(self, *args, **kwargs)
-        seen["calls"] += 1
-        if seen["calls"] == call:
-            seen["latest"] = latest.read_bytes()
-            stats = {**stats, key: float("nan")}
-        return stats
+        def update(self, *args, _original=original, **kwargs):
+            stats = _original(self, *args, **kwargs)
+            seen["calls"] += 1
+            if seen["calls"] == call:
+                seen["latest"] = latest.read_bytes()
+                stats = {**stats, key: float("nan")}
+            return stats
 
-    monkeypatch.setattr(cls, "update", update)
+        monkeypatch.setattr(klass, method, update)
     return seen
 
 

@@ -26,18 +26,37 @@ from tests.conftest import (
 )
 
 
+def step_method(cls: type) -> str:
+    return "training_step" if hasattr(cls, "training_step") else "update"
+
+
+def runtime_classes(cls: type) -> list[type]:
+    """`cls` and the numpy backend's version of it (what a CPU run actually runs)."""
+    from rl_runner import fast
+
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if name in fast.VARIANTS:
+        from hydra.utils import get_class
+
+        return [cls, get_class(fast.VARIANTS[name])]
+    return [cls]
+
+
 def interrupt_at(monkeypatch, cls, call: int, sig: int = signal.SIGINT) -> None:
-    """Deliver `sig` to this process during the `call`-th update of `cls` (1-based)."""
-    original = cls.update
+    """Deliver `sig` to this process during the `call`-th update of `cls` (1-based; its numpy
+    backend's version too)."""
     calls = [0]
+    for klass in runtime_classes(cls):
+        method = step_method(klass)
+        original = klass.__dict__.get(method) or getattr(klass, method)
 
-    def update(self, *args, **kwargs):
-        calls[0] += 1
-        if calls[0] == call:
-            signal.raise_signal(sig)
-        return original(self, *args, **kwargs)
+        def update(self, *args, _original=original, **kwargs):
+            calls[0] += 1
+            if calls[0] == call:
+                signal.raise_signal(sig)
+            return _original(self, *args, **kwargs)
 
-    monkeypatch.setattr(cls, "update", update)
+        monkeypatch.setattr(klass, method, update)
 
 
 DL = ("algo.epochs=3",)

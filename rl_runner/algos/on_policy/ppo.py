@@ -106,7 +106,8 @@ class PPO(OnPolicyAlgorithm):
         return self.policy.critic(obs).squeeze(-1)
 
     # acting ------------------------------------------------------------------------------------
-    def _outputs(self, obs: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    def outputs(self, obs: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        """The head's parameters and V(s) for observations, as numpy arrays."""
         with torch.inference_mode():
             x = self.tensor(obs)
             params = tuple(p.cpu().numpy() for p in self.dist_params(x))
@@ -116,20 +117,20 @@ class PPO(OnPolicyAlgorithm):
         head, rng = self.head, self.rng
 
         def act(obs: np.ndarray) -> tuple[np.ndarray, ...]:
-            params, values = self._outputs(obs)
+            params, values = self.outputs(obs)
             actions, logprobs = head.sample(*params, rng)
             return actions, head.to_env(actions), logprobs, values
 
         return act
 
     def values(self, obs: np.ndarray) -> np.ndarray:
-        return self._outputs(obs)[1]
+        return self.outputs(obs)[1]
 
     def evaluation_policy(self, deterministic: bool, rng: np.random.Generator) -> Policy:
         head = self.head
 
         def act(obs: np.ndarray) -> np.ndarray:
-            params, _ = self._outputs(self.observe(obs))
+            params, _ = self.outputs(self.observe(obs))
             actions = head.mode(params[0]) if deterministic else head.sample(*params, rng)[0]
             return head.to_env(actions)
 

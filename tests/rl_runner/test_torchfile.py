@@ -5,13 +5,16 @@ between it and `torch.save`."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
 import pytest
 import torch
 
-from runner_core import checkpoint, torchfile
+from rl_runner.fast import torchfile
+from runner_core import checkpoint
 
 
 def _dumped(obj) -> bytes:
@@ -84,9 +87,16 @@ def test_other_objects_are_refused():
         _dumped({"a": np.zeros(2, dtype=np.complex64)})
 
 
-def test_save_atomic_writes_numpy_states_itself_and_tensor_states_with_torch(tmp_path):
-    numpy_state = {"w": np.arange(3, dtype=np.float32), "step": 4}
-    checkpoint.save_atomic(numpy_state, tmp_path / "numpy.pt")
+def test_a_run_without_torch_writes_torchs_format_itself(tmp_path):
+    """Where torch was never imported (the numpy backend), checkpoints are written by torchfile;
+    torch.load reads them. With torch imported, torch.save writes them, arrays as tensors."""
+    script = (
+        "import sys, numpy as np, rl_runner.fast; from pathlib import Path; "
+        "from runner_core import checkpoint; "
+        "checkpoint.save_atomic({'w': np.arange(3, dtype=np.float32), 'step': 4}, "
+        f"Path({str(tmp_path / 'numpy.pt')!r})); assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
     with zipfile.ZipFile(tmp_path / "numpy.pt") as archive:
         # torchfile's records (torch.save also writes a serialization id)
         assert "archive/.data/serialization_id" not in archive.namelist()
