@@ -56,8 +56,10 @@ class Algorithm:
         self.device = device
         self.rng = np.random.default_rng(seed)
         self.num_updates = 0
+        # an optional key: `Hyper` answers a missing one with a ConfigError, not the
+        # AttributeError that getattr's default needs
         self.obs_norm = (
-            ObsNormalizer(spec.obs.shape) if getattr(self.hp, "normalize_obs", False) else None
+            ObsNormalizer(spec.obs.shape) if vars(self.hp).get("normalize_obs", False) else None
         )
 
     # what it can run on ---------------------------------------------------------------------
