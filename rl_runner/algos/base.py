@@ -302,10 +302,12 @@ class TabularAlgorithm(Algorithm):
             obs = t.obs
             actions = self.act(obs, t.step)
             next_obs, reward, terminated, truncated, valid = t.env_step(actions)
-            stats.append(self.update(Transition(obs, actions, reward, next_obs, terminated,
-                                                truncated, valid)))  # fmt: skip
+            step_stats = self.update(Transition(obs, actions, reward, next_obs, terminated,
+                                                truncated, valid))  # fmt: skip
+            if step_stats:  # {}: a step that only reset sub-envs, nothing learned
+                stats.append(step_stats)
             self.num_updates += 1
-            if t.step >= next_log:
+            if t.step >= next_log and stats:
                 next_log = (t.step // self.log_every + 1) * self.log_every
                 t.after_update({k: float(np.mean([s[k] for s in stats])) for k in stats[0]})
                 stats.clear()
@@ -313,6 +315,7 @@ class TabularAlgorithm(Algorithm):
                 t.tick()
 
     def update(self, transition: Transition) -> dict[str, float]:
+        """Learn from one vector-env step; {} when it holds no valid transition."""
         raise NotImplementedError
 
 
