@@ -331,7 +331,8 @@ class PlanningAlgorithm(Algorithm):
 
     @classmethod
     def check(cls, cfg: DictConfig, spec: EnvSpec) -> None:
-        super().check(cfg, spec)
+        # the model first: it is the reason an env without one cannot be planned over (such
+        # envs mostly have vector observations too, which the base would name instead)
         if not spec.has_model:
             raise ConfigError(
                 f"algo={cfg.algo.name} plans over the environment's transition model, but "
@@ -339,6 +340,7 @@ class PlanningAlgorithm(Algorithm):
                 "Pick such an env (frozenlake, frozenlake8x8, taxi, cliffwalking) or a "
                 "learning algorithm."
             )
+        super().check(cfg, spec)
 
     def learn(self, t: RLTrainer) -> None:
         while not t.done:
