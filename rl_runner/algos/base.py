@@ -56,8 +56,10 @@ class Algorithm:
         self.device = device
         self.rng = np.random.default_rng(seed)
         self.num_updates = 0
+        # an optional key: `Hyper` answers a missing one with a ConfigError, not the
+        # AttributeError that getattr's default needs
         self.obs_norm = (
-            ObsNormalizer(spec.obs.shape) if getattr(self.hp, "normalize_obs", False) else None
+            ObsNormalizer(spec.obs.shape) if vars(self.hp).get("normalize_obs", False) else None
         )
 
     # what it can run on ---------------------------------------------------------------------
@@ -298,10 +300,12 @@ class TabularAlgorithm(Algorithm):
             obs = t.obs
             actions = self.act(obs, t.step)
             next_obs, reward, terminated, truncated, valid = t.env_step(actions)
-            stats.append(self.update(Transition(obs, actions, reward, next_obs, terminated,
-                                                truncated, valid)))  # fmt: skip
+            step_stats = self.update(Transition(obs, actions, reward, next_obs, terminated,
+                                                truncated, valid))  # fmt: skip
+            if step_stats:  # {}: a step that only reset sub-envs, nothing learned
+                stats.append(step_stats)
             self.num_updates += 1
-            if t.step >= next_log:
+            if t.step >= next_log and stats:
                 next_log = (t.step // self.log_every + 1) * self.log_every
                 t.after_update({k: float(np.mean([s[k] for s in stats])) for k in stats[0]})
                 stats.clear()
@@ -309,6 +313,7 @@ class TabularAlgorithm(Algorithm):
                 t.tick()
 
     def update(self, transition: Transition) -> dict[str, float]:
+        """Learn from one vector-env step; {} when it holds no valid transition."""
         raise NotImplementedError
 
 
@@ -324,7 +329,8 @@ class PlanningAlgorithm(Algorithm):
 
     @classmethod
     def check(cls, cfg: DictConfig, spec: EnvSpec) -> None:
-        super().check(cfg, spec)
+        # the model first: it is the reason an env without one cannot be planned over (such
+        # envs mostly have vector observations too, which the base would name instead)
         if not spec.has_model:
             raise ConfigError(
                 f"algo={cfg.algo.name} plans over the environment's transition model, but "
@@ -332,6 +338,7 @@ class PlanningAlgorithm(Algorithm):
                 "Pick such an env (frozenlake, frozenlake8x8, taxi, cliffwalking) or a "
                 "learning algorithm."
             )
+        super().check(cfg, spec)
 
     def learn(self, t: RLTrainer) -> None:
         while not t.done:

@@ -1,0 +1,1 @@
+"""Planning methods: dynamic programming over an environment's known transition model."""

@@ -1,0 +1,1 @@
+"""Tabular methods: value tables indexed by discrete states, learned from each transition."""
