@@ -101,6 +101,7 @@ class RLTrainer:
             "algo": self.cfg.algo.name,
             "episodes": self.episodes,
             "runner_overhead_s": round(self.overhead_s, 6),  # short runs: well under 1 ms
+            **({"converged": True} if self.finished_early else {}),
         }
 
     def state_dict(self) -> dict[str, Any]:

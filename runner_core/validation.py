@@ -161,6 +161,10 @@ class Hyper(SimpleNamespace):
         super().__init__(**{str(k): v for k, v in values.items()})
         object.__setattr__(self, "_where", where)
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """An optional key: its value, or `default` when the config lacks it."""
+        return self.__dict__.get(key, default)
+
     def __getattr__(self, key: str) -> Any:
         if key.startswith("__"):
             raise AttributeError(key)

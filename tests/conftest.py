@@ -39,9 +39,9 @@ FAST_RL = (
 FAST_DL = ("logger.console=off", "device=cpu", "algo.epochs=2")
 # small settings for quick runs, applied to every RL algorithm whose config has the key (so a
 # new algorithm needs no entry here): budgets in each loop's unit, then what makes a step cheap
+# (planning sweeps are cheap: they run to convergence)
 FAST_ALGO_KEYS = {
     "total_steps": 512,
-    "max_sweeps": 5,
     "generations": 2,
     "num_steps": 64,
     "num_epochs": 2,

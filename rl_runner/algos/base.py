@@ -59,7 +59,7 @@ class Algorithm:
         # an optional key: `Hyper` answers a missing one with a ConfigError, not the
         # AttributeError that getattr's default needs
         self.obs_norm = (
-            ObsNormalizer(spec.obs.shape) if vars(self.hp).get("normalize_obs", False) else None
+            ObsNormalizer(spec.obs.shape) if self.hp.get("normalize_obs", False) else None
         )
 
     # what it can run on ---------------------------------------------------------------------
@@ -186,7 +186,7 @@ class OnPolicyAlgorithm(Algorithm):
         super().__init__(cfg, spec, device, seed)
         self.reward_scaler = (
             RewardScaler(cfg.env.num_envs, self.hp.gamma)
-            if getattr(self.hp, "normalize_reward", False)
+            if self.hp.get("normalize_reward", False)
             else None
         )
 
@@ -205,7 +205,7 @@ class OnPolicyAlgorithm(Algorithm):
             # advantage estimation
             buf.advantages[:], buf.returns[:] = gae(
                 buf.rewards, buf.values, next_values, buf.terminated, buf.dones,
-                hp.gamma, getattr(hp, "gae_lambda", 1.0),
+                hp.gamma, hp.get("gae_lambda", 1.0),
             )  # fmt: skip
             stats = self.update(buf, t.fraction_done)
             self.num_updates += 1
@@ -283,7 +283,7 @@ class OffPolicyAlgorithm(Algorithm):
 
 class TabularAlgorithm(Algorithm):
     """Loop: act, then `update(transition)` after every env step (one transition per sub-env);
-    losses are logged every `log_every` env steps. For methods that learn from each transition
+    losses are logged every `log_every` env steps and at the end. For methods that learn from each transition
     as it comes (Q-learning, SARSA), with tables in numpy."""
 
     obs_kinds = ("discrete",)
@@ -305,7 +305,7 @@ class TabularAlgorithm(Algorithm):
             if step_stats:  # {}: a step that only reset sub-envs, nothing learned
                 stats.append(step_stats)
             self.num_updates += 1
-            if t.step >= next_log and stats:
+            if stats and (t.step >= next_log or t.step >= t.total):  # and the budget's end
                 next_log = (t.step // self.log_every + 1) * self.log_every
                 t.after_update({k: float(np.mean([s[k] for s in stats])) for k in stats[0]})
                 stats.clear()

@@ -211,5 +211,5 @@ def test_backends_can_be_forced(tmp_path):
     devices = [json.loads((tmp_path / d / "summary.json").read_text())["device"]
                for d in ("torch", "numpy")]  # fmt: skip
     assert devices == ["cpu", "cpu (numpy)"]
-    with pytest.raises(ConfigError, match="'device.backend' is 'numpy'.*discrete actions"):
+    with pytest.raises(ConfigError, match=r"'device\.backend' is 'numpy'.*discrete actions"):
         run_train(compose_cfg(["env=pendulum", "device.backend=numpy"]), tmp_path / "refused")

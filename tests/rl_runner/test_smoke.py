@@ -36,12 +36,12 @@ def handles(algo: str, env: str) -> str | None:
     """None if `algo` declares it handles `env`, else what it lacks (words of its refusal)."""
     cls = algo_class(compose_cfg([f"algo={algo}"]))
     spec = spec_of(env)
+    if issubclass(cls, PlanningAlgorithm) and not spec.has_model:
+        return "transition model"
     if spec.action_kind not in cls.action_kinds:
         return "action space"
     if spec.obs_kind not in cls.obs_kinds:
         return "observations"
-    if issubclass(cls, PlanningAlgorithm) and not spec.has_model:
-        return "transition model"
     return None
 
 

@@ -82,7 +82,7 @@ def test_cnn_on_images_and_refused_on_vectors():
     assert frames(torch.zeros(2, 84, 84, 4, dtype=torch.uint8)).shape == (2, 6)
     with pytest.raises(ConfigError, match="network=cnn needs images"):
         build(cnn_cfg, "model", "vector", (64,), 10)
-    with pytest.raises(ConfigError, match="shrink the .* input to nothing"):
+    with pytest.raises(ConfigError, match=r"shrink the .* input to nothing"):
         build(nature, "q", "vector", (1, 8, 8), 2)
 
 
