@@ -4,10 +4,11 @@ directly (`scalar_event`: the same bytes, without building messages), framed as 
 
 Why not `torch.utils.tensorboard.SummaryWriter`: its background thread computes each record's
 CRC32C in pure Python while it holds the GIL, so the training loop keeps waiting for the GIL
-behind it (PPO CartPole runs with one event per update took ~10% longer with it here, 7 of 8
-paired runs). Why not TensorBoard's own `RecordWriter` or torch's summary helpers: importing them
-pulls in `tensorboard.summary` with every plugin, ~0.04 s more of each run's start than the
-messages alone (`event_pb2`, the text and HParams plugins' `*_pb2`).
+behind it, and it needs torch, which runs on the numpy backend never import. Why not
+TensorBoard's own `RecordWriter`: importing it pulls in `tensorboard.summary` with every plugin,
+more start-up than the messages alone (`event_pb2`, the text and HParams plugins' `*_pb2`).
+Checksums come from google-crc32c (C). Images are the exception: they need PNG encoding and
+come from torch's TensorBoard summary code (DL runs have torch anyway).
 
 File format (what TensorBoard reads): the file name `events.out.tfevents.<time>.<host>.<pid>.<n>`,
 then one TFRecord per `Event` message: uint64 length, uint32 masked CRC32C of the length bytes,
@@ -26,6 +27,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
+
 # TensorBoard's HParams plugin: its plugin name, data version and the tags it looks for
 # (tensorboard/plugins/hparams/metadata.py; part of the event file format)
 HPARAMS_PLUGIN, HPARAMS_VERSION = "hparams", 0
@@ -34,42 +37,10 @@ SESSION_START_TAG = "_hparams_/session_start_info"
 SESSION_END_TAG = "_hparams_/session_end_info"
 
 
-def _crc32c_table() -> tuple[int, ...]:
-    """CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), one entry per byte value."""
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC32C = _crc32c_table()
-
-
-def _shifted(table: tuple[int, ...]) -> tuple[int, ...]:
-    """The table for a byte followed by one more zero byte (slicing-by-4's next table)."""
-    return tuple(_CRC32C[crc & 0xFF] ^ (crc >> 8) for crc in table)
-
-
-# slicing-by-4: four bytes per step through four tables (a byte 3, 2, 1 or 0 places before the
-# word's end), ~1.5x faster than a byte per step in Python (a 300-byte event: 29 -> 19 us)
-_T1 = _shifted(_CRC32C)
-_T2 = _shifted(_T1)
-_T3 = _shifted(_T2)
-
-
 def crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    t0, t1, t2, t3 = _CRC32C, _T1, _T2, _T3
-    words = len(data) // 4
-    for word in struct.unpack_from(f"<{words}I", data):
-        crc ^= word
-        crc = t3[crc & 0xFF] ^ t2[(crc >> 8) & 0xFF] ^ t1[(crc >> 16) & 0xFF] ^ t0[crc >> 24]
-    for byte in data[4 * words :]:
-        crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+    """CRC-32C (Castagnoli), from google-crc32c's C implementation (hardware-accelerated where
+    the CPU has the instruction)."""
+    return google_crc32c.value(data)
 
 
 def masked_crc32c(data: bytes) -> int:

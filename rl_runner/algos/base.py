@@ -283,8 +283,8 @@ class OffPolicyAlgorithm(Algorithm):
 
 class TabularAlgorithm(Algorithm):
     """Loop: act, then `update(transition)` after every env step (one transition per sub-env);
-    losses are logged every `log_every` env steps and at the end. For methods that learn from each transition
-    as it comes (Q-learning, SARSA), with tables in numpy."""
+    losses are logged every `log_every` env steps and at the end. For methods that learn from
+    each transition as it comes (Q-learning, SARSA), with tables in numpy."""
 
     obs_kinds = ("discrete",)
     backend = "numpy"
