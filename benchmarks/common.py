@@ -137,7 +137,7 @@ def require_sb3() -> None:
         )
 
 
-def compose(overrides: Sequence[str]) -> Any:
+def compose(overrides: Sequence[str], config_name: str = "train") -> Any:
     """The runner's config, composed with Hydra from conf/ as the CLI would (no run dir)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -145,7 +145,12 @@ def compose(overrides: Sequence[str]) -> Any:
     from runner_core.entrypoint import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="train", overrides=list(overrides))
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def compose_dl(overrides: Sequence[str]) -> Any:
+    """`compose` of `python -m dl_runner`'s config."""
+    return compose(overrides, "dl")
 
 
 # --- machine facts ------------------------------------------------------------------------------

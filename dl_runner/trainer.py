@@ -136,8 +136,10 @@ class DLTrainer:
                     objective > self.best if self.maximize else objective < self.best
                 ):
                     self.best = objective
-                    if cfg.checkpoint.save_best:
-                        self._best_snapshot = copy.deepcopy(run.snapshot({"eval": self.last_val}))
+                    if cfg.checkpoint.save_best:  # kept in memory until the next checkpoint
+                        snapshot = run.snapshot({"eval": self.last_val})
+                        snapshot["session"] = copy.deepcopy(snapshot["session"])
+                        self._best_snapshot = snapshot
                 if run.checkpoint_due(step) and self.epoch < cfg.algo.epochs:
                     self._save_latest(run)
         finally:

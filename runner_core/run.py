@@ -56,6 +56,8 @@ class Run:
         resume: dict[str, Any] | None = None,
     ) -> None:
         self.cfg = cfg
+        # the config as plain containers, stored in every checkpoint (it does not change)
+        self.config = OmegaConf.to_container(cfg, resolve=True)
         self.owner = run_dir
         self.dir = run_dir.path
         self.session = session
@@ -169,10 +171,10 @@ class Run:
     ) -> dict[str, Any]:
         """What a checkpoint of the session at `self.step` holds. `mark` is the metrics.jsonl
         mark to store (`MetricLogger.mark`), taken now if not given (a forked evaluation passes
-        the one taken when it was forked). Its tensors are the live ones: deep-copy it to keep
-        it for later."""
+        the one taken when it was forked). Its "session" holds the live tensors: deep-copy that
+        part to keep the snapshot for later."""
         return {
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "config": self.config,
             "session": self.session.state_dict(),
             "rng": rng_state(),
             "step": self.step,

@@ -24,3 +24,23 @@ def test_cartpole_preset_solves(tmp_path, algo):
     summary = read_summary(tmp_path / "run")
     assert summary["global_step"] >= cfg.algo.total_steps
     assert summary["eval/mean_return"] >= 475, summary
+
+
+@pytest.mark.slow
+def test_ppo_pendulum_preset_swings_up(tmp_path):
+    """PPO with continuous actions (diagonal Gaussian, state-independent log-std), observation
+    normalization and reward scaling: RL Zoo's PPO reaches about -200 on Pendulum-v1; the issue
+    asks >= -250. The preset's 102,400 steps on the autograd reference (device=cpu runs PPO with
+    continuous actions there)."""
+    cfg = compose_cfg(["algo=ppo", "env=pendulum", "seed=0", "logger.console=off"], fast=False)
+    assert cfg.algo.normalize_obs and cfg.algo.normalize_reward
+    run_train(cfg, tmp_path / "run")
+    summary = read_summary(tmp_path / "run")
+    assert summary["global_step"] == cfg.algo.total_steps
+    assert summary["eval/mean_return"] >= -250, summary
+    # the normalizers' statistics are in the checkpoint, for resuming and for evaluating
+    from runner_core import checkpoint
+
+    algo = checkpoint.load(tmp_path / "run" / "checkpoints" / "final.pt")["session"]["algo"]
+    assert algo["obs_norm"]["count"] > cfg.algo.total_steps
+    assert algo["reward_scaler"]["count"] > cfg.algo.total_steps
