@@ -39,8 +39,8 @@ def why_not(cls: type, cfg: DictConfig, spec: EnvSpec) -> str | None:
     name = f"{cls.__module__}.{cls.__qualname__}"
     if name not in VARIANTS:
         return f"algo={cfg.algo.name} has none"
-    if spec.obs_kind != "vector" or len(spec.obs.shape) != 1:
-        return f"it needs 1-d vector observations; {spec.id} has {spec.obs_kind} ones"
+    if spec.obs_kind == "image" or (spec.obs_kind == "vector" and len(spec.obs.shape) != 1):
+        return f"it needs 1-d vector or discrete observations; {spec.id} has {spec.obs_kind} ones"
     if spec.action_kind != "discrete":
         return f"it needs discrete actions; {spec.id} has {spec.action_kind} ones"
     for role in cls.roles:

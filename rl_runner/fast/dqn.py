@@ -17,7 +17,7 @@ from rl_runner.algos.base import OffPolicyAlgorithm
 from rl_runner.algos.common import linear
 from rl_runner.algos.off_policy.dqn import DQN
 from rl_runner.buffers import ReplayBatch, ReplayBuffer
-from rl_runner.fast.nets import NumpyAdam, NumpyNetworks
+from rl_runner.fast.nets import NumpyAdam, NumpyNetworks, encoder
 from runner_core.networks import role_config
 
 
@@ -37,13 +37,14 @@ class FastDQN(DQN):
         self.target_net = NumpyNetworks(parts, rng, "default", prefix=prefix)
         self.target_net.copy_from(self.q_net)
         self.optimizer = NumpyAdam(self.q_net.params, self.hp.lr)
+        self.encode = encoder(spec.obs.kind, spec.obs.n)
         self.buffer = ReplayBuffer(self.hp.buffer_size, spec.obs, spec.act)
         self.save_buffer = bool(cfg.checkpoint.save_replay_buffer)
         self.total_steps = int(self.hp.total_steps)
         self.last_target_step = 0
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
-        return self.q_net["q"](np.asarray(self.observe(obs), dtype=np.float32)).argmax(1)
+        return self.q_net["q"](self.encode(self.observe(obs))).argmax(1)
 
     def on_env_step(self, step: int) -> None:
         if self.hp.anneal_lr:
@@ -54,8 +55,7 @@ class FastDQN(DQN):
 
     def update(self, batch: ReplayBatch) -> dict[str, float]:
         net, target_net = self.q_net["q"], self.target_net["q"]
-        obs = np.asarray(batch.obs, dtype=np.float32)
-        next_obs = np.asarray(batch.next_obs, dtype=np.float32)
+        obs, next_obs = self.encode(batch.obs), self.encode(batch.next_obs)
         actions = batch.actions
         rows = np.arange(len(actions))
         # TD target

@@ -352,3 +352,12 @@ class NumpyNetworks:
             self.params.flat[:] = other.params.flat
         else:
             self.params.flat += np.float32(tau) * (other.params.flat - self.params.flat)
+
+
+def encoder(obs_kind: str, n_states: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    """Observations as the networks' float32 input: one-hot rows for discrete states (the
+    reference's `OneHot` encoder), vectors as they are."""
+    if obs_kind == "discrete":
+        eye = np.eye(n_states, dtype=np.float32)
+        return lambda obs: eye[np.asarray(obs, dtype=np.int64).reshape(-1)]
+    return lambda obs: np.asarray(obs, dtype=np.float32)

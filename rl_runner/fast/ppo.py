@@ -20,7 +20,7 @@ from rl_runner.algos.base import OnPolicyAlgorithm, Policy
 from rl_runner.algos.common import linear
 from rl_runner.algos.on_policy.ppo import PPO, Batch, explained_variance, minibatches
 from rl_runner.buffers import RolloutBuffer
-from rl_runner.fast.nets import NumpyAdam, NumpyMLP, NumpyNetworks
+from rl_runner.fast.nets import NumpyAdam, NumpyMLP, NumpyNetworks, encoder
 from rl_runner.heads import Categorical, log_softmax
 from runner_core.networks import role_config
 
@@ -40,6 +40,7 @@ class FastPPO(PPO):
         gains = {"actor": (math.sqrt(2), 0.01), "critic": (math.sqrt(2), 1.0)}
         self.policy = NumpyNetworks(parts, self.rng, "orthogonal", gains)
         self.optimizer = NumpyAdam(self.policy.params, self.hp.lr, eps=self.hp.adam_eps)
+        self.encode = encoder(spec.obs.kind, spec.obs.n)
 
     # acting ------------------------------------------------------------------------------------
     def _forward(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -60,21 +61,21 @@ class FastPPO(PPO):
         forward, head, rng = self._forward(), self.head, self.rng
 
         def act(obs: np.ndarray) -> tuple[np.ndarray, ...]:
-            logits, values = forward(np.asarray(obs, dtype=np.float32))
+            logits, values = forward(self.encode(obs))
             actions, logprobs = head.sample(logits, rng)
             return actions, actions, logprobs, values
 
         return act
 
     def outputs(self, obs: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-        logits, values = self._forward()(np.asarray(obs, dtype=np.float32))
+        logits, values = self._forward()(self.encode(obs))
         return (logits,), values
 
     def evaluation_policy(self, deterministic: bool, rng: np.random.Generator) -> Policy:
         actor, head = self.policy["actor"], self.head  # the critic is not needed
 
         def act(obs: np.ndarray) -> np.ndarray:
-            logits = actor(np.asarray(self.observe(obs), dtype=np.float32))
+            logits = actor(self.encode(self.observe(obs)))
             return head.mode(logits) if deterministic else head.sample(logits, rng)[0]
 
         return act
@@ -92,6 +93,7 @@ class FastPPO(PPO):
 
         clipfracs = []
         cached: tuple[Batch, LossTargets] | None = None  # the whole rollout's, every epoch
+        rollout = rollout._replace(obs=self.encode(rollout.obs))
         for batch in minibatches(rollout, hp.batch_size, hp.num_epochs, hp.norm_adv, self.rng):
             if cached is not None and cached[0] is batch:
                 targets = cached[1]
