@@ -59,6 +59,9 @@ class DLTrainer:
         self.finished = False  # test metrics logged: resuming a finished run logs nothing again
         self._best_snapshot: dict[str, Any] | None = None  # best.pt, not yet written
 
+    def warnings(self) -> list[str]:
+        return []
+
     def describe(self) -> dict[str, Any]:
         return {
             "dataset": self.data.name, "algo": self.cfg.algo.name, "epochs": self.epoch,
@@ -113,7 +116,7 @@ class DLTrainer:
                     step += 1
                     run.check_finite(step, stats)
                     run.log(step, {"train/loss": stats["loss"], "train/lr": stats["lr"]})
-                    run.console.update(step, f"epoch {self.epoch + 1} loss {stats['loss']:.4f}")
+                    run.console.update(step, epoch=self.epoch + 1, loss=stats["loss"])
                     run.step = step
                     if run.stop_requested:
                         self._save_best(run)
@@ -129,9 +132,7 @@ class DLTrainer:
                 })  # fmt: skip
                 self._log_images(run, "val", step, files=False)
                 objective = self.last_val[self.objective_name]
-                run.console.update(
-                    step, f"epoch {self.epoch} {self.objective_name} {objective:.4f}"
-                )
+                run.console.update(step, **{self.objective_name: objective})
                 if self.best is None or (
                     objective > self.best if self.maximize else objective < self.best
                 ):

@@ -94,6 +94,9 @@ class RLTrainer:
     def device(self) -> Any:
         return self.algo.device
 
+    def warnings(self) -> list[str]:
+        return type(self.algo).warnings(self.cfg)
+
     def describe(self) -> dict[str, Any]:
         return {
             "objective_mode": "max",
@@ -233,6 +236,9 @@ class RLTrainer:
         step = self.step
         self.run.check_finite(step, stats)
         if self.algo.num_updates % self._log_every == 0:
+            if stats:  # the algorithm's main loss first (policy_loss, td_loss, ...)
+                key, value = next(iter(stats.items()))
+                self.run.console.update(step, **{key.rpartition("/")[2]: value})
             metrics = {k if "/" in k else f"losses/{k}": v for k, v in stats.items()}
             metrics["charts/sps"] = (step - self._start_step) / max(
                 time.time() - self._start_time, 1e-9
@@ -256,7 +262,7 @@ class RLTrainer:
         if not stepper.finished_returns:
             return {}
         recent = stepper.recent
-        self.run.console.update(self.step, f"return {math.fsum(recent) / len(recent):.1f}")
+        self.run.console.update(self.step, **{"return": math.fsum(recent) / len(recent)})
         return stepper.drain_episodes()
 
     def _cadence(self) -> None:
@@ -296,7 +302,7 @@ class RLTrainer:
     ) -> dict[str, float]:
         """Log an evaluation of the policy as it was at `step`, finished at `finished` (Unix
         time), and write best.pt if it is the best yet (unless a background evaluation did)."""
-        self.run.log(step, result)
+        self.run.logger.release(first=(step, result))
         self.last_eval = {**result, "step": step}
         target = self.cfg.eval.stop_at_return
         if target is not None and self.solved_at is None and result["eval/mean_return"] >= target:
@@ -305,7 +311,7 @@ class RLTrainer:
             self.best_eval = result["eval/mean_return"]
             if save_best and self.cfg.checkpoint.save_best:
                 self._save_best(step, result)
-        self.run.console.update(self.step, f"eval {result['eval/mean_return']:.1f}")
+        self.run.console.update(self.step, eval=result["eval/mean_return"])
         return result
 
     def _save_best(self, step: int, result: dict[str, float]) -> None:
@@ -349,6 +355,7 @@ class RLTrainer:
             self._child_evaluation(step, mark, read_fd, write_fd)  # does not return
         os.close(write_fd)
         self._pending = (pid, read_fd, step)
+        self.run.logger.hold()  # metrics.jsonl in step order: the result's row goes first
 
     def _child_evaluation(
         self, step: int, mark: dict[str, Any], read_fd: int, write_fd: int
@@ -405,6 +412,7 @@ class RLTrainer:
         if status == "ok":
             self._record_evaluation(step, payload, finished, save_best=False)
             return
+        self.run.logger.release()
         if status == "oserror" and not stopping:
             code, reason, filename = payload
             raise OSError(code, reason, filename)

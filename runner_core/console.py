@@ -19,6 +19,13 @@ if TYPE_CHECKING:  # rich is imported where it is used: a run with the console o
 
 LOG_FILE = "train.log"
 
+
+def _clock(seconds: float) -> str:
+    """H:MM:SS (hours beyond 24 too)."""
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
 _TREE_ORDER = ("algo", "env", "dataset", "network", "device", "logger", "checkpoint", "eval")
 
 
@@ -72,6 +79,7 @@ class Console:
         self._last_line = 0.0
         self._start = time.time()
         self._start_step = 0
+        self._fields: dict[str, float | str] = {}
 
     @property
     def out(self) -> RichConsole:
@@ -87,17 +95,43 @@ class Console:
         if self.mode != "off":
             self.out.print(message, soft_wrap=True)
 
+    def warn(self, message: str) -> None:
+        """One line, to stderr (and train.log), whatever the console mode but off."""
+        self._log.info("Warning: %s", message)
+        if self.mode != "off":
+            print(f"Warning: {message}", file=sys.stderr, flush=True)
+
     def record(self, message: str) -> None:
         """Write `message` to train.log only (what the entrypoint prints itself, e.g. why the
         run stopped)."""
         self._log.info(message)
 
-    def config(self, cfg: DictConfig) -> None:
+    def config(self, cfg: DictConfig, facts: dict[str, Any], full: bool = False) -> None:
+        """At start: a compact header (`facts`: the overrides, algorithm, env or data set,
+        device, seed, run directory), or the whole config tree with `full`. train.log always
+        gets the whole config."""
         self._log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+        lines = [f"{key}: {value}" for key, value in facts.items() if value not in (None, "")]
+        self._log.info("%s", " | ".join(lines))
+        if self.mode == "off":
+            return
+        if full:
+            if self.mode == "rich":
+                self.out.print(_tree(cfg))
+            else:
+                print(OmegaConf.to_yaml(cfg, resolve=True), flush=True)
         if self.mode == "rich":
-            self.out.print(_tree(cfg))
-        elif self.mode == "plain":
-            print(OmegaConf.to_yaml(cfg, resolve=True), flush=True)
+            from rich.table import Table
+
+            table = Table(show_header=False, box=None, pad_edge=False)
+            table.add_column(style="bold cyan")
+            table.add_column()
+            for key, value in facts.items():
+                if value not in (None, ""):
+                    table.add_row(key, str(value))
+            self.out.print(table)
+        else:
+            print("\n".join(lines), flush=True)
 
     # progress ------------------------------------------------------------------------------
     def start(self, total: int, unit: str, done: int = 0) -> None:
@@ -131,27 +165,40 @@ class Console:
                 unit, total=total, completed=done, rate="", info=""
             )
 
-    def update(self, done: int, info: str = "") -> None:
-        if self.mode == "off":
-            return
+    def update(self, done: int, **fields: float | str) -> None:
+        """Progress at `done` units; `fields` (e.g. return=..., eval=..., loss=...) are kept and
+        shown with every later update until replaced."""
+        if fields:
+            self._fields.update(fields)
         now = time.time()
+        if now - self._last_line >= self.print_every_s:  # train.log, whatever the console
+            self._last_line = now
+            line = self._plain_line(done, now)
+            self._log.info(line)
+            if self.mode == "plain":
+                print(line, flush=True)
         if self._progress is not None and self._task is not None:
             rate = (done - self._start_step) / max(now - self._start, 1e-9)
             self._progress.update(
-                self._task, completed=done, rate=f"{rate:,.0f} {self._unit}/s", info=info
+                self._task, completed=done, rate=f"{rate:,.0f} {self._unit}/s", info=self._info()
             )
-        elif self.mode == "plain" and now - self._last_line >= self.print_every_s:
-            self._last_line = now
-            self.info(self._plain_line(done, info, now))
 
-    def _plain_line(self, done: int, info: str, now: float) -> str:
+    def _info(self) -> str:
+        return " | ".join(
+            f"{k} {v:,.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in self._fields.items()
+        )
+
+    def _plain_line(self, done: int, now: float) -> str:
         rate = (done - self._start_step) / max(now - self._start, 1e-9)
-        eta = (self._total - done) / rate if rate > 0 else float("inf")
-        pct = 100.0 * done / max(self._total, 1)
-        eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta != float("inf") else "?"
+        left = max(self._total - done, 0)  # a rollout may end past the budget
+        eta = left / rate if rate > 0 else float("inf")
+        pct = 100.0 * min(done, self._total) / max(self._total, 1)
+        eta_s = _clock(eta) if eta != float("inf") else "?"
+        info = self._info()
         return (
             f"{self._unit} {done:,}/{self._total:,} ({pct:.0f}%) | {rate:,.0f} {self._unit}/s"
-            f" | {info} | eta {eta_s}"
+            + (f" | {info}" if info else "")
+            + f" | eta {eta_s}"
         )
 
     def stop(self) -> None:

@@ -261,28 +261,45 @@ def _finished(summary: Path, step: int) -> bool:
         return False
 
 
+PROGRAMS = {"train": "python -m rl_runner", "dl": "python -m dl_runner"}
+
+
+def program_name(config_name: str) -> str:
+    """How the user started this command: the `train` console script, or `python -m ...`."""
+    if Path(sys.argv[0]).name == "train":
+        return "train"
+    return PROGRAMS.get(config_name, "train")
+
+
 def help_text(config_name: str, overrides: list[str]) -> str:
     """The --help page: usage, the config groups and their options, the composed config."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf, open_dict
 
+    program = program_name(config_name)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     header, footer = cfg.hydra.help.header, cfg.hydra.help.footer
+    header = header.replace("python -m rl_runner", program).replace("rl_runner:", f"{program}:")
     groups = sorted(
         (str(d.relative_to(CONF_DIR)), sorted(f.stem for f in d.glob("*.yaml")))
         for d in CONF_DIR.rglob("*")
         if d.is_dir() and d.name != "hydra" and any(d.glob("*.yaml"))
     )
+    picked = [(g, o) for g, o in groups if not g.startswith("tuned")]
+    presets = [f"{g}: {', '.join(o)}" for g, o in groups if g.startswith("tuned")]
     with open_dict(cfg):
         del cfg["hydra"]
-    config = OmegaConf.to_yaml(cfg)
-    lines = [f"{group}: {', '.join(options)}" for group, options in groups]
+    config = OmegaConf.to_yaml(cfg, resolve=True)
+    lines = [f"{group}: {', '.join(options)}" for group, options in picked]
     return (
         f"{header}\n== Config groups (pick one option each: group=option) ==\n"
         + "\n".join(lines)
-        + "\n\n== Config ==\nOverride any key (algo.lr=1e-3); add new keys with +key=value.\n\n"
-        + f"{config}\n{footer}"
+        + "\n\n== Tuned presets (applied automatically for their algo and env or data set; "
+        "command-line overrides still win) ==\n"
+        + "\n".join(presets)
+        + "\n\n== Config ==\nOverride any key (algo.lr=1e-3); add new keys with +key=value; "
+        "one network role's setting with network.<role>.<key>=...\n\n" + f"{config}\n{footer}"
     )
 
 
@@ -337,6 +354,8 @@ def role_overrides(args: list[str]) -> list[str]:
 
 def _main(config_name: str) -> None:
     sys.argv[1:] = role_overrides(sys.argv[1:])
+    if any(a in ("--cfg", "-c") for a in sys.argv[1:]) and "--resolve" not in sys.argv[1:]:
+        sys.argv.append("--resolve")  # print `name` and other interpolations as values
     args = sys.argv[1:]
     # --help answered here, fast, unless configs come from elsewhere (then Hydra's own help)
     foreign = any(a.split("=", 1)[0] in FOREIGN_CONFIG_OPTIONS for a in args)

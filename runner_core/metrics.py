@@ -49,6 +49,7 @@ class MetricLogger:
         if tensorboard:
             self._events = EventFile(run_dir, purge_step=resume_step)
         self._jsonl = self.path.open("a", encoding="utf-8") if jsonl else None
+        self._held: list[str] | None = None  # rows kept back (see `hold`)
         self.last: dict[str, float] = {}
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -64,8 +65,31 @@ class MetricLogger:
                 "wall_time": round(self.wall_time_before + time.time() - self._start, 4),
             }
             record.update({k: (v if math.isfinite(v) else str(v)) for k, v in clean.items()})
+            line = json.dumps(record) + "\n"
+            if self._held is not None:
+                self._held.append(line)
+                return
             try:
-                self._jsonl.write(json.dumps(record) + "\n")
+                self._jsonl.write(line)
+            except OSError as exc:
+                raise self._named(exc) from None
+
+    def hold(self) -> None:
+        """Keep the metrics.jsonl rows logged from now on until `release`: a background
+        evaluation's row, logged when its result comes in, then goes before them, in step
+        order. (TensorBoard orders its points by step itself.) Never held across a checkpoint:
+        the trainer collects the evaluation first."""
+        if self._jsonl is not None and self._held is None:
+            self._held = []
+
+    def release(self, first: tuple[int, dict[str, float]] | None = None) -> None:
+        """Stop holding: log `first` (step, metrics) if given, then the held rows."""
+        held, self._held = self._held, None
+        if first is not None:
+            self.log(*first)
+        if held:
+            try:
+                self._jsonl.writelines(held)
             except OSError as exc:
                 raise self._named(exc) from None
 

@@ -80,8 +80,10 @@ def train(
     failed = True
     try:
         if resume is None:
-            run.console.config(cfg)
+            run.console.config(cfg, _facts(cfg, session, owner), full=cfg.logger.print_config)
             run.logger.text("config", "```\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```")
+            for warning in session.warnings():
+                run.console.warn(warning)
         else:
             source = resume.get("loaded_from", "its checkpoint")
             run.console.info(f"Resuming {owner.path} from {source} at step {run.step:,}")
@@ -107,8 +109,8 @@ def train(
             f"{cfg.name}: done", {k: v for k, v in summary.items() if k != "run_dir"}
         )
         run.console.info(
-            f"Run directory: {owner.path}\nTensorBoard: tensorboard --logdir {owner.path.parent}"
-            "  (or make tensorboard), then open http://localhost:6006"
+            f"Run directory: {owner.path}\nTensorBoard: tensorboard --logdir "
+            f"{_outputs_root(owner.path)}  (or make tensorboard), then open http://localhost:6006"
         )
         run.close()
         failed = False
@@ -120,6 +122,36 @@ def train(
     finally:
         if failed:
             run.close(failed=True)
+
+
+def _facts(cfg: DictConfig, session: Any, owner: RunDir) -> dict[str, Any]:
+    """The compact header of a run: what was asked and where it goes."""
+    overrides = ""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = " ".join(HydraConfig.get().overrides.task)
+    except ValueError:  # not started by Hydra (train() called directly)
+        pass
+    subject = "env" if cfg.algo.family == "rl" else "dataset"
+    described = session.describe()
+    return {
+        "overrides": overrides,
+        "algo": cfg.algo.name,
+        subject: described.get("env_id") or described.get("dataset"),
+        "device": str(session.device),
+        "seed": cfg.seed,
+        "run dir": str(owner.path),
+    }
+
+
+def _outputs_root(run_dir: Path) -> Path:
+    """Where TensorBoard should look: the `outputs` folder above the run (every day's runs and
+    sweeps), else the run's own folder."""
+    for folder in run_dir.parents:
+        if folder.name == "outputs":
+            return folder
+    return run_dir
 
 
 def _storage_stop(exc: OSError, run: Any) -> str:

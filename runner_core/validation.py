@@ -122,6 +122,7 @@ COMMON_RULES: tuple[Rule, ...] = (
     one_of("device.backend", ("auto", "torch", "numpy")),
     one_of("logger.console", ("auto", "rich", "plain", "off")),
     positive("logger.print_every_s"),
+    boolean("logger.print_config"),
     positive_int("logger.log_every_updates"),
     non_negative_int("checkpoint.every_steps"),
     non_negative("checkpoint.every_minutes"),

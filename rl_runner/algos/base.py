@@ -94,6 +94,12 @@ class Algorithm:
         """The run's length in `unit`s."""
         return int(select(cfg, cls.budget_key))
 
+    @classmethod
+    def warnings(cls, cfg: DictConfig) -> list[str]:
+        """Settings that are allowed but make the run learn nothing or next to nothing, each
+        said in one line at start."""
+        return []
+
     # networks ---------------------------------------------------------------------------------
     def build(self, role: str, out_features: int, extra_features: int = 0) -> Any:
         """The torch network for `role`: an encoder for this env's observations, then the body
@@ -190,6 +196,18 @@ class OnPolicyAlgorithm(Algorithm):
             else None
         )
 
+    @classmethod
+    def warnings(cls, cfg: DictConfig) -> list[str]:
+        rollout = int(cfg.algo.num_steps) * int(cfg.env.num_envs)
+        total = int(cfg.algo.total_steps)
+        if rollout <= total:
+            return []
+        return [
+            f"one rollout (algo.num_steps {cfg.algo.num_steps} x env.num_envs "
+            f"{cfg.env.num_envs} = {rollout:,} env steps) is longer than algo.total_steps "
+            f"({total:,}): the run makes a single update."
+        ]
+
     def stateful(self) -> dict[str, Any]:
         extra = {"reward_scaler": self.reward_scaler} if self.reward_scaler is not None else {}
         return {**super().stateful(), **extra}
@@ -232,6 +250,16 @@ class OffPolicyAlgorithm(Algorithm):
 
     buffer: Any
     last_train_step: int = 0
+
+    @classmethod
+    def warnings(cls, cfg: DictConfig) -> list[str]:
+        starts, total = int(cfg.algo.learning_starts), int(cfg.algo.total_steps)
+        if starts < total:
+            return []
+        return [
+            f"algo.learning_starts ({starts:,}) >= algo.total_steps ({total:,}): the run only "
+            "acts at random and never trains; lower learning_starts or raise total_steps."
+        ]
 
     def explore(self, obs: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
         """(actions to store, actions for the env) for raw observations at env step `step`."""

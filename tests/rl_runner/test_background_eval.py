@@ -11,7 +11,7 @@ import torch
 
 import rl_runner.trainer as trainer_module
 from runner_core import checkpoint
-from tests.conftest import compose_cfg, read_metrics, run_train, steps_by_tag
+from tests.conftest import comparable, compose_cfg, read_metrics, run_train, steps_by_tag
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="background evaluation: Linux")
 
@@ -53,6 +53,11 @@ def test_background_evaluation_gives_what_the_foreground_gives(tmp_path, monkeyp
     assert bg_objective == fg_objective
     assert _evaluations(bg_dir) == _evaluations(fg_dir)
     assert steps_by_tag(read_metrics(bg_dir))["eval/mean_return"] == [256 * i for i in range(1, 7)]
+    # the rows of metrics.jsonl in step order, as the foreground run writes them (a background
+    # evaluation's row, logged when its result comes in, used to land after later steps' rows)
+    rows = [r["step"] for r in read_metrics(bg_dir)]
+    assert rows == sorted(rows)
+    assert comparable(read_metrics(bg_dir)) == comparable(read_metrics(fg_dir))
     best = [checkpoint.load(d / "checkpoints" / checkpoint.BEST) for d in (bg_dir, fg_dir)]
     assert best[0]["step"] == best[1]["step"] and best[0]["eval"] == best[1]["eval"]
     for name, tensor in best[0]["session"]["algo"].items():

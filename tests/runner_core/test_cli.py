@@ -164,3 +164,43 @@ def test_repo_conf_is_found_from_anywhere(tmp_path):
     result = run_cli("dl_runner", "--cfg", "job", cwd=tmp_path)
     assert result.rc == 0
     assert "name: supervised" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "program"),
+    [(("rl_runner",), "python -m rl_runner"), (("dl_runner",), "python -m dl_runner")],
+)
+def test_help_names_the_program_and_keeps_presets_apart(tmp_path, command, program):
+    result = run_cli(*command, "--help", cwd=tmp_path)
+    assert result.rc == 0, result.stderr
+    assert f"Usage: {program} [group=option" in result.stdout
+    groups = result.stdout.split("== Config groups")[1].split("==")[1]
+    assert "tuned/" not in groups  # applied automatically, not picked
+    assert "== Tuned presets (applied automatically" in result.stdout
+    assert "tuned/rl: " in result.stdout
+
+
+def test_train_console_script_help(tmp_path):
+    result = run_command([str(Path(sys.executable).parent / "train"), "--help"], cwd=tmp_path)
+    assert result.rc == 0 and "Usage: train [group=option" in result.stdout
+
+
+def test_cfg_job_prints_the_name_resolved(tmp_path):
+    result = run_cli("rl_runner", "algo=dqn", "--cfg", "job", cwd=tmp_path)
+    assert result.rc == 0, result.stderr
+    assert "name: dqn_cartpole" in result.stdout and "${" not in result.stdout
+
+
+def test_runs_of_any_gym_id_are_named_after_it(tmp_path):
+    result = run_cli("rl_runner", "env=gym", "env.id=gymnasium.envs.classic_control:Acrobot-v1",
+                     "--cfg", "job", cwd=tmp_path)  # fmt: skip
+    assert "name: ppo_Acrobot-v1" in result.stdout
+
+
+def test_a_setting_that_learns_nothing_is_warned_about(tmp_path):
+    result = run_cli("rl_runner", "algo=dqn", "env=acrobot", "algo.total_steps=300",
+                     "eval.episodes=2", "logger.console=plain", cwd=tmp_path)  # fmt: skip
+    assert result.rc == 0, result.stderr
+    warnings = [ln for ln in result.stderr.splitlines() if ln.startswith("Warning:")]
+    assert len(warnings) == 1
+    assert "algo.learning_starts (10,000) >= algo.total_steps (300)" in warnings[0]
