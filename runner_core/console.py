@@ -22,7 +22,7 @@ LOG_FILE = "train.log"
 
 def _clock(seconds: float) -> str:
     """H:MM:SS (hours beyond 24 too)."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
