@@ -195,9 +195,11 @@ def evaluate(
     episodes: int,
     seed: int,
     max_episode_steps: int = EVAL_EPISODE_LIMIT,
+    lengths: list[int] | None = None,
 ) -> np.ndarray:
     """Returns of `episodes` episodes of `policy(obs) -> actions`, spread evenly over the
-    sub-envs (each sub-env plays a fixed number, so short episodes are not over-counted).
+    sub-envs (each sub-env plays a fixed number, so short episodes are not over-counted); their
+    lengths are appended to `lengths` if given.
 
     An episode still running after `max_episode_steps` steps is cut there and counted with the
     return it has, so a policy that never ends an episode (possible on envs without a time
@@ -211,8 +213,8 @@ def evaluate(
     returns: list[float] = []
     obs, _ = envs.reset(seed=seed)
     live = np.ones(n, dtype=bool)  # False for the reset step that follows an episode's end
-    # one step of 20 CartPoles costs ~90 us, so the bookkeeping below runs a few whole-array
-    # operations per step and leaves per-episode work to the steps where an episode ends
+    # the bookkeeping below runs a few whole-array operations per step (an env step of a small
+    # env costs little more) and leaves per-episode work to the steps where an episode ends
     while remaining > 0:
         obs, reward, terminated, truncated, _ = envs.step(policy(obs))
         check_finite_step(envs, obs, reward, None)
@@ -227,6 +229,8 @@ def evaluate(
             for i in np.flatnonzero(ended):
                 if counts[i] < targets[i]:
                     returns.append(float(ep_return[i]))
+                    if lengths is not None:
+                        lengths.append(int(ep_len[i]))
                     counts[i] += 1
                     remaining -= 1
             ep_return[ended] = 0.0

@@ -74,7 +74,7 @@ def env_spec(env_cfg: DictConfig) -> EnvSpec:
     """The env's facts, read from one instance of it, after checking that it keeps its own
     contract on a reset and a step (observations in its declared space, finite rewards)."""
     spec = resolve_id(env_cfg.id)
-    env = _make(spec.id, lambda: gym.make(spec.id, **_make_kwargs(env_cfg)))
+    env = _make(spec.id, lambda: gym.make(spec.id, **make_kwargs(env_cfg)))
     try:
         facts = specs.env_spec(
             env.observation_space, env.action_space, spec.id, env.spec.max_episode_steps,
@@ -90,7 +90,7 @@ def transition_model(env_cfg: DictConfig) -> dict[int, dict[int, list[tuple]]]:
     """The env's known transition model, `env.unwrapped.P` as gymnasium's toy-text envs expose
     it: P[state][action] = [(probability, next_state, reward, terminated), ...]."""
     spec = resolve_id(env_cfg.id)
-    env = _make(spec.id, lambda: gym.make(spec.id, **_make_kwargs(env_cfg)))
+    env = _make(spec.id, lambda: gym.make(spec.id, **make_kwargs(env_cfg)))
     try:
         model = getattr(env.unwrapped, "P", None)
         if model is None:
@@ -139,7 +139,7 @@ def _check_observation(space: spaces.Space, obs: Any, env_id: str, where: str) -
         )
 
 
-def _make_kwargs(env_cfg: DictConfig) -> dict[str, Any]:
+def make_kwargs(env_cfg: DictConfig) -> dict[str, Any]:
     kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True) or {}
     assert isinstance(kwargs, dict)
     if env_cfg.max_episode_steps is not None:
@@ -158,7 +158,7 @@ def make_vec_env(env_cfg: DictConfig, num_envs: int) -> gym.vector.VectorEnv:
             f"Config key 'env.vectorization' is 'vector_entry_point', but {spec.id!r} has no "
             "native vector implementation; use auto, sync or async."
         )
-    kwargs = _make_kwargs(env_cfg)
+    kwargs = make_kwargs(env_cfg)
     try:
         envs = _make(
             spec.id,

@@ -22,10 +22,10 @@ class RunningMeanStd:
         batch_mean, batch_var, n = x.mean(0), x.var(0), x.shape[0]
         delta = batch_mean - self.mean
         total = self.count + n
-        self.mean = self.mean + delta * n / total
+        self.mean = np.asarray(self.mean + delta * n / total)
         m2 = self.var * self.count + batch_var * n + np.square(delta) * self.count * n / total
-        self.var = m2 / total
-        self.count = total
+        self.var = np.asarray(m2 / total)
+        self.count = float(total)
 
     def state_dict(self) -> dict[str, Any]:
         return {"mean": self.mean.copy(), "var": self.var.copy(), "count": float(self.count)}

@@ -286,9 +286,34 @@ class RLTrainer:
             self.run.poll(step)
 
     def evaluate(self) -> dict[str, float]:
-        """Evaluate the policy as it is now, in this process."""
+        """Evaluate the policy as it is now, in this process (and record a video of one more
+        episode if `eval.video`)."""
         step = self.step
-        return self._record_evaluation(step, self._play_evaluation(), time.time())
+        result = self._record_evaluation(step, self._play_evaluation(), time.time())
+        if self.cfg.eval.video:
+            self._record_video(step)
+        return result
+
+    def _record_video(self, step: int) -> None:
+        """One evaluation episode as videos/eval-step<step>.mp4 and a TensorBoard animation."""
+        from rl_runner import video
+
+        cfg = self.cfg
+        seed = cfg.seed + EVAL_SEED_OFFSET
+        env = video.rendered_env(cfg.env)
+        try:
+            policy = self.algo.evaluation_policy(
+                cfg.eval.deterministic, np.random.default_rng(seed)
+            )
+            frames, steps = video.play(env, policy, seed)
+            fps = float(env.metadata.get("render_fps") or 30)
+        finally:
+            env.close()
+        if frames:
+            video.write_mp4(self.run.dir / "videos" / f"eval-step{step}.mp4", frames, fps)
+            clip, clip_fps = video.thumbnail(frames, fps)
+            self.run.logger.video("eval/video", clip, step, clip_fps)
+            self.run.log(step, {"eval/video_length": steps})  # its frames, one per step
 
     def _play_evaluation(self) -> dict[str, float]:
         cfg = self.cfg
@@ -327,14 +352,15 @@ class RLTrainer:
     # results, best.pt and the order of the logs are the same whatever the timing.
     def _background_possible(self) -> bool:
         """Linux (fork is cheap there), an algorithm on the numpy backend (the child must not
-        touch torch, whose threads do not survive a fork), and no `stop_at_return` (such a run
-        ends at the solving evaluation)."""
+        touch torch, whose threads do not survive a fork), no `stop_at_return` (such a run ends
+        at the solving evaluation) and no video (recorded in this process)."""
         cfg = self.cfg
         return (
             bool(cfg.eval.background)
             and sys.platform == "linux"
             and cfg.eval.stop_at_return is None
             and self.algo.backend == "numpy"
+            and not cfg.eval.video
         )
 
     def _start_evaluation(self) -> None:

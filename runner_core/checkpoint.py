@@ -54,12 +54,26 @@ TORCH_FREE_WRITER: Callable[[dict[str, Any], Any], None] | None = None
 
 
 def _write(state: dict[str, Any], f: Any) -> None:
+    state = _plain_scalars(state)
     if "torch" not in sys.modules and TORCH_FREE_WRITER is not None:
         TORCH_FREE_WRITER(state, f)
         return
     import torch
 
     torch.save(_tensors(state), f)
+
+
+def _plain_scalars(obj: Any) -> Any:
+    """The state with numpy scalars (np.float64(...), which `weights_only` loading refuses) as
+    Python numbers."""
+    if isinstance(obj, dict):
+        return {k: _plain_scalars(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [_plain_scalars(v) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
 def _tensors(obj: Any) -> Any:

@@ -121,6 +121,23 @@ class MetricLogger:
             name = f"{tag.replace('/', '_')}_{step}.png"
             (folder / name).write_bytes(summary.value[0].image.encoded_image_string)
 
+    def video(self, tag: str, frames: Any, step: int, fps: float) -> None:
+        """(T, H, W, 3) uint8 frames as an animated GIF in TensorBoard's images tab (how
+        TensorBoard shows video; the GIF is encoded by imageio)."""
+        if self._events is None:
+            return
+        import io
+
+        import imageio.v2 as imageio
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        buffer = io.BytesIO()
+        imageio.mimwrite(buffer, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
+        h, w = frames.shape[1:3]
+        image = Summary.Image(height=h, width=w, colorspace=3,
+                              encoded_image_string=buffer.getvalue())  # fmt: skip
+        self._events.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
     def mark(self) -> dict[str, Any]:
         """Flush everything logged so far (metrics.jsonl and TensorBoard) and describe
         metrics.jsonl as it now is on disk: {"offset": its size, "tail": its last bytes, hex}.

@@ -147,6 +147,7 @@ RL_RULES: tuple[Rule, ...] = (
     positive_int("eval.episodes"),
     boolean("eval.deterministic"),
     boolean("eval.background"),
+    boolean("eval.video"),
     Rule("eval.stop_at_return", _is_number, "null or a number", optional=True),
 )
 

@@ -170,11 +170,14 @@ class Algorithm:
     training_state: ClassVar[tuple[str, ...]] = ("optimizer",)
     optional_state: ClassVar[tuple[str, ...]] = ("buffer", "reward_scaler")
 
-    def load_learned(self, state: dict[str, Any]) -> None:
+    def load_learned(self, state: dict[str, Any], buffers: bool = True) -> None:
         """What another run learned (`init_from`): its networks, normalizer statistics and, if
-        it stored one, its replay buffer; optimizer state, counters and RNGs stay fresh."""
+        it stored one (and `buffers`), its replay buffer; optimizer state, counters and RNGs
+        stay fresh."""
         for name, obj in self.stateful().items():
             if name in self.training_state or (name not in state and name in self.optional_state):
+                continue
+            if not buffers and name == "buffer":
                 continue
             if name not in state:
                 raise KeyError(f"the checkpoint holds no {name!r}")

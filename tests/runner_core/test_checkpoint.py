@@ -151,3 +151,14 @@ def test_newest_falls_back_past_damaged_files(tmp_path):
     _flip_middle(folder / "previous.pt", count=16)
     with pytest.raises(CheckpointError, match=r"no complete checkpoint.*latest\.pt.*previous\.pt"):
         checkpoint.newest(tmp_path / "run")
+
+
+def test_numpy_scalars_are_saved_as_numbers(tmp_path):
+    """np.float64(...) in a state (a 0-d running statistic) made every checkpoint of a run
+    unreadable with weights_only loading."""
+    import numpy as np
+
+    path = tmp_path / "c.pt"
+    checkpoint.save_atomic({**_state(), "stat": {"mean": np.float64(1.5), "n": np.int64(3)}},
+                           path)  # fmt: skip
+    assert checkpoint.load(path)["stat"] == {"mean": 1.5, "n": 3}
