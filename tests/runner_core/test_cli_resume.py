@@ -38,7 +38,10 @@ def interrupt_and_resume(tmp_path, module, args, sig, min_lines, target=None):
     assert result.rc == 128 + sig, f"rc {result.rc}: {result.stderr[-2000:]}"
     assert "Traceback" not in result.output
     assert f"{signal.Signals(sig).name} received at step" in result.stderr
-    assert f"resume={run_dir}" in result.stderr
+    assert f"python -m {module} resume={run_dir}" in result.stderr  # the right program
+    # train.log keeps why the run stopped, and the wall time goes on across the resume
+    assert f"Stopped: {signal.Signals(sig).name} received" in (run_dir / "train.log").read_text()
+    wall_before = read_metrics(run_dir)[-1]["wall_time"]
     latest = run_dir / "checkpoints" / "latest.pt"
     assert latest.is_file()
     stopped_at = checkpoint.load(latest)["step"]
@@ -51,6 +54,12 @@ def interrupt_and_resume(tmp_path, module, args, sig, min_lines, target=None):
     assert "Traceback" not in resumed.output
     assert len(event_files(run_dir)) > events, "no new TensorBoard events file after resume"
     assert [p.parent for p in (tmp_path / "outputs").glob("*/*/metrics.jsonl")] == [run_dir]
+    walls = [r["wall_time"] for r in read_metrics(run_dir)]
+    assert walls[-1] >= wall_before and walls == sorted(walls)  # no restart near 0
+    # every file of the run is as readable as the others (summary.json and checkpoints were 600)
+    modes = {p.relative_to(run_dir): p.stat().st_mode & 0o777 for p in run_dir.rglob("*")
+             if p.is_file()}  # fmt: skip
+    assert set(modes.values()) == {0o644}, modes
     return run_dir, stopped_at
 
 
