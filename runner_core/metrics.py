@@ -97,15 +97,28 @@ class MetricLogger:
         if self._events is not None:
             self._events.add_summary(text_summary(tag, text))
 
-    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Hyper-parameters with the final metrics for TensorBoard's HParams tab (in this run's
-        own directory, so the run and its hyper-parameters are one row there)."""
+    def hparams(
+        self,
+        hparams: dict[str, Any],
+        metrics: dict[str, float],
+        experiment_dir: Path | None = None,
+    ) -> None:
+        """Hyper-parameters with the final metrics for TensorBoard's HParams tab: this run's
+        session (its values and metrics) in its own directory, and the experiment (which
+        hyper-parameters and metrics there are, in `hparams`' order) in `experiment_dir`: the
+        run's directory, or a sweep's directory, written once for all its jobs (TensorBoard
+        takes the first experiment it finds under its logdir, so a sweep needs exactly one)."""
         if self._events is None:
             return
-        for summary in hparams_summaries(hparams, metrics):
+        experiment, start, end = hparams_summaries(hparams, metrics)
+        for summary in (start, end):
             self._events.add_summary(summary)
         for tag, value in metrics.items():
             self._events.add_summary(scalars_summary({tag: value}))
+        if experiment_dir is None or experiment_dir == self.run_dir:
+            self._events.add_summary(experiment)
+        else:
+            write_experiment_once(experiment_dir, experiment)
 
     def image(self, tag: str, image: Any, step: int, png: bool = False) -> None:
         """An (H, W, 3) uint8 image: to TensorBoard's images tab (PNG-encoded by torch's
@@ -239,3 +252,24 @@ def flatten_hparams(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         elif value is not None:
             flat[name] = str(value)
     return flat
+
+
+EXPERIMENT_FILE = "events.out.tfevents.0.hparams-experiment"
+
+
+def write_experiment_once(folder: Path, experiment: Any) -> None:
+    """The HParams experiment of a sweep, in its own event file in the sweep's directory, by
+    the first job to get there (an exclusive create: jobs may run at once)."""
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    from runner_core.events import tfrecord
+
+    path = folder / EXPERIMENT_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "wb") as f:
+        f.write(tfrecord(Event(wall_time=time.time(), file_version="brain.Event:2")
+                         .SerializeToString()))  # fmt: skip
+        f.write(tfrecord(Event(wall_time=time.time(), summary=experiment).SerializeToString()))

@@ -103,8 +103,11 @@ def train(
             **session.describe(),
         }
         write_json_atomic(owner.path / SUMMARY_FILE, summary)
-        hparams = _hparams(cfg)
-        run.logger.hparams(hparams, {"hparams/objective": float(summary["objective"])})
+        overrides, sweep_dir = _job_overrides()
+        run.logger.hparams(
+            _hparams(cfg, overrides), _hparams_metrics(summary, run.logger.last),
+            experiment_dir=sweep_dir,
+        )  # fmt: skip
         run.console.summary(
             f"{cfg.name}: done", {k: v for k, v in summary.items() if k != "run_dir"}
         )
@@ -216,16 +219,59 @@ def startup_done() -> None:
         gc.enable()
 
 
-def _hparams(cfg: DictConfig) -> dict[str, Any]:
+def _job_overrides() -> tuple[list[str], Path | None]:
+    """The command-line overrides of this job, and its sweep's directory (None outside a
+    --multirun, or when not started by Hydra)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+    except (ImportError, ValueError):
+        return [], None
+    sweep = Path(str(hydra_cfg.sweep.dir)) if hydra_cfg.mode == RunMode.MULTIRUN else None
+    return list(hydra_cfg.overrides.task), sweep
+
+
+def _hparams(cfg: DictConfig, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The run's hyper-parameters for TensorBoard's HParams tab, in the order its columns show
+    them: the keys set on the command line (a sweep's swept keys) first, then what identifies
+    the run (algorithm, env or data set, seed), then every other setting."""
     from runner_core.metrics import flatten_hparams
 
     tree = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(tree, dict)
-    picked = {k: tree[k] for k in ("algo", "network", "seed") if k in tree}
-    picked["env" if cfg.algo.family == "rl" else "dataset"] = tree[
-        "env" if cfg.algo.family == "rl" else "dataset"
-    ]
-    return flatten_hparams(picked)
+    subject = "env" if cfg.algo.family == "rl" else "dataset"
+    picked = {k: tree[k] for k in ("algo", "network", "seed", subject) if k in tree}
+    flat = flatten_hparams(picked)
+    first = []
+    for override in overrides or ():
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key in flat:
+            first.append(key)
+        elif key in ("algo", "network", subject):  # a group option: what names it
+            first += [k for k in (f"{key}.name", f"{key}.id", f"{key}._target_") if k in flat]
+    identity = ["algo.name", f"{subject}.id" if subject == "env" else "dataset.name", "seed"]
+    order = list(dict.fromkeys([*first, *identity, *flat]))
+    return {k: flat[k] for k in order if k in flat}
+
+
+def _hparams_metrics(summary: dict[str, Any], last: dict[str, float]) -> dict[str, float]:
+    """The HParams tab's metrics: the objective, the best evaluation, the final training
+    return (RL) or validation loss (DL), the wall time, and the step that solved the env when
+    eval.stop_at_return was set."""
+    metrics = {"hparams/objective": float(summary["objective"])}
+    best = next((v for k, v in summary.items() if k.startswith(("eval/best_", "val/best_"))), None)
+    if best is not None:
+        metrics["hparams/best"] = float(best)
+    final = last.get("charts/episodic_return", summary.get("val/loss"))
+    if final is not None:
+        metrics["hparams/final_train_return" if "charts/episodic_return" in last
+                else "hparams/final_val_loss"] = float(final)  # fmt: skip
+    metrics["hparams/wall_time_s"] = float(summary["wall_time_s"])
+    if summary.get("solved_at_step") is not None:
+        metrics["hparams/solved_at_step"] = float(summary["solved_at_step"])
+    return metrics
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -204,3 +204,31 @@ def test_a_setting_that_learns_nothing_is_warned_about(tmp_path):
     warnings = [ln for ln in result.stderr.splitlines() if ln.startswith("Warning:")]
     assert len(warnings) == 1
     assert "algo.learning_starts (10,000) >= algo.total_steps (300)" in warnings[0]
+
+
+def test_hparams_of_a_sweep_list_the_swept_keys_first(tmp_path):
+    """TensorBoard's HParams tab took the first experiment it found: its first columns were
+    constants, the swept keys hidden. A sweep now has one experiment, at its root, with the
+    overridden keys first, and each kind of run (RL, DL) its own."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import metadata
+
+    result = run_cli("rl_runner", "--multirun", "algo.lr=1e-3,3e-3", "seed=0,1", *TINY_PPO,
+                     cwd=tmp_path)  # fmt: skip
+    assert result.rc == 0, result.stderr
+    (sweep,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    mux = EventMultiplexer()
+    mux.AddRunsFromDirectory(str(sweep))
+    mux.Reload()
+    content = mux.PluginRunToTagToContent(metadata.PLUGIN_NAME)
+    holders = [run for run, tags in content.items() if metadata.EXPERIMENT_TAG in tags]
+    assert holders == ["."]  # exactly one experiment: the sweep's
+    experiment = metadata.parse_experiment_plugin_data(content["."][metadata.EXPERIMENT_TAG])
+    names = [h.name for h in experiment.hparam_infos]
+    assert names[:2] == ["algo.lr", "seed"]
+    assert names.index("algo.name") < names.index("algo.gamma")  # identity before constants
+    metrics = [m.name.tag for m in experiment.metric_infos]
+    assert metrics[:2] == ["hparams/objective", "hparams/best"]
+    assert {"hparams/final_train_return", "hparams/wall_time_s"} <= set(metrics)
+    sessions = [run for run, tags in content.items() if metadata.SESSION_START_INFO_TAG in tags]
+    assert len(sessions) == 4
