@@ -119,6 +119,8 @@ def train_run(tmp_path):
 
 
 # subprocesses ------------------------------------------------------------------------------------
+# (their timeouts are guards against a hung process, far above any run's time on a loaded
+# machine: no test limits how fast anything runs)
 @dataclass
 class Result:
     rc: int
@@ -146,7 +148,7 @@ def run_cli(
     module: str,
     *args: str,
     cwd: Path,
-    timeout: float = 120,
+    timeout: float = 900,
     python_flags: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
 ) -> Result:
@@ -162,7 +164,7 @@ def run_cli(
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-def run_command(cmd: list[str], cwd: Path, timeout: float = 120) -> Result:
+def run_command(cmd: list[str], cwd: Path, timeout: float = 900) -> Result:
     proc = subprocess.run(
         cmd, cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
     )
@@ -175,7 +177,7 @@ def interrupt_cli(
     cwd: Path,
     sig: int = signal.SIGINT,
     min_lines: int = 5,
-    timeout: float = 120,
+    timeout: float = 900,
 ) -> tuple[Result, Path]:
     """Start a run, wait until its metrics.jsonl has `min_lines` lines, send `sig`, and return
     the result with the run dir."""

@@ -104,7 +104,7 @@ def outcomes(tmp_path_factory):
             case.hashes = tree_hashes(base / case.run_dir)
 
     def go(case: Case) -> None:
-        case.result = run_cli(case.module, *case.args, cwd=case.cwd, timeout=120)
+        case.result = run_cli(case.module, *case.args, cwd=case.cwd)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(go, cases.values()))

@@ -50,8 +50,9 @@ def start(*args: str, cwd: Path, module: str = "rl_runner") -> subprocess.Popen:
     )  # fmt: skip
 
 
-def wait_for(condition: Callable[[], object], proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Poll until `condition()` holds; fail if the process ends first."""
+def wait_for(condition: Callable[[], object], proc: subprocess.Popen, timeout: float = 900) -> None:
+    """Poll until `condition()` holds; fail if the process ends first (the timeout only guards
+    against a hung process)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if proc.poll() is not None:
@@ -74,7 +75,7 @@ def children(pid: int) -> list[int]:
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=900)
     return proc.returncode, out, err
 
 
@@ -188,10 +189,10 @@ def _tensorboard_steps(run_dir: Path) -> dict[str, list[int]]:
 def test_runs_whose_timestamped_names_collide_get_their_own_directories(tmp_path):
     """Two runs started in the same second shared one directory: .hydra said seed=1 while
     summary.json said seed=2, metrics interleaved, checkpoints overwritten, both exit 0."""
-    # every default name of the next minute is taken by a sentinel that must stay untouched
+    # every default name of the next ten minutes is taken by a sentinel that must stay untouched
     now = time.time()
     taken = []
-    for second in range(90):
+    for second in range(600):
         stamp = time.localtime(now + second)
         folder = (tmp_path / "outputs" / time.strftime("%Y-%m-%d", stamp)
                   / f"{time.strftime('%H-%M-%S', stamp)}_ppo_cartpole")  # fmt: skip
@@ -399,7 +400,7 @@ def _in_small_disk(tmp_path: Path, script: str, size: str = "700k") -> subproces
     wrapper = f'mount -t tmpfs -o size={size} tmpfs "$DISK" && cd "$DISK" && {script}'
     env = cli_env({"DISK": str(disk), "OUT": str(out), "PY": sys.executable})
     return subprocess.run(["unshare", "-rm", "sh", "-c", wrapper], env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+                          text=True, timeout=900)  # fmt: skip
 
 
 @needs_unshare
