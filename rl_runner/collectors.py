@@ -45,8 +45,8 @@ def check_finite_step(
     envs: gym.vector.VectorEnv, obs: np.ndarray, reward: np.ndarray, step: int | None
 ) -> None:
     """Raise EnvironmentFault if a sub-env returned a NaN or infinite observation or reward.
-    The test is one float64 sum (finite float32 values cannot overflow it), ~1 us a step; the
-    diagnosis runs only when it fails."""
+    The test is one float64 sum (finite float32 values cannot overflow it), a small share of an
+    env step; the diagnosis runs only when it fails."""
     total = np.add.reduce(reward, axis=None, dtype=np.float64)
     if obs.dtype.kind == "f":
         total += np.add.reduce(obs, axis=None, dtype=np.float64)

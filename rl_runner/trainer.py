@@ -103,7 +103,7 @@ class RLTrainer:
             "env_id": self.spec.id,
             "algo": self.cfg.algo.name,
             "episodes": self.episodes,
-            "runner_overhead_s": round(self.overhead_s, 6),  # short runs: well under 1 ms
+            "runner_overhead_s": round(self.overhead_s, 6),  # microseconds count in short runs
             **({"converged": True} if self.finished_early else {}),
         }
 

@@ -14,9 +14,9 @@ if TYPE_CHECKING:
 
 
 class NumpyCPU:
-    """The CPU through numpy alone: the device of runs whose algorithm, network and observations
-    all have numpy code (`Algorithm.runs_without_torch`). torch is never imported in such a run:
-    its import is 1-2 s, as long as training CartPole."""
+    """The CPU through numpy alone: the device of runs on the numpy backend (algorithms whose
+    `backend` is "numpy", and the numpy versions in `rl_runner.fast`). torch is never imported
+    in such a run: its import takes about as long as training CartPole."""
 
     def __str__(self) -> str:
         return "cpu (numpy)"
@@ -34,13 +34,12 @@ def resolve_device(kind: str, threads: int, torch_free: bool = False) -> torch.d
 
     Also flushes denormal floats to zero on the CPU: Adam's moment estimates for parameters whose
     gradient stays 0 (dead ReLU units) decay into the denormal range, where x86 arithmetic is
-    ~30x slower (an Adam step of DQN's 256x256 network: 1.7 ms instead of 0.05 ms). Values below
-    1e-38 change no float32 weight, so results are unaffected. (On `NUMPY_CPU`, `NumpyAdam`
+    many times slower. Values below 1e-38 change no float32 weight, so results are unaffected. (On `NUMPY_CPU`, `NumpyAdam`
     flushes its own tiny moments instead.)
 
-    `threads` applies to numpy's BLAS too (the CPU-side rollouts and PPO's gradient steps run
-    numpy products): OpenBLAS otherwise starts a thread per core, and on a busy 2-core machine
-    its threads waiting on each other made whole PPO runs ~40% slower."""
+    `threads` applies to numpy's BLAS too (the CPU-side rollouts and the numpy backend's
+    gradient steps run numpy products): OpenBLAS otherwise starts a thread per core, and on a
+    busy machine its threads wait on each other."""
     threadpool_limits(limits=threads, user_api="blas")
     if torch_free and (kind == "cpu" or (kind == "auto" and _cpu_only_torch())):
         return NUMPY_CPU

@@ -307,13 +307,13 @@ def main(config_name: str = "train") -> None:
     """The process entrypoint (`python -m rl_runner`, `python -m dl_runner`, `train`): runs the
     command, then ends the process at once with its exit status.
 
-    Python's normal teardown frees every object alive one by one, and with torch imported
-    (~10^6 objects) that took 0.15-0.5 s of every run here, after all its work was done. Nothing
-    is skipped that matters: the run has already closed its files, TensorBoard events and
+    Python's normal teardown frees every object alive one by one, and with torch imported (about
+    a million objects) that is a noticeable share of a short run, after all its work was done.
+    Nothing is skipped that matters: the run has already closed its files, TensorBoard events and
     envs; logging's handlers (train.log) and the standard streams are flushed here. An
     unexpected exception still ends the process the normal way, with its traceback."""
-    # Start-up (torch's import above all) creates ~10^6 objects that live as long as the process;
-    # the garbage collector's full passes over them took ~0.15-0.2 s of every run here. It stays
+    # Start-up (torch's import above all) creates about a million objects that live as long as
+    # the process; the garbage collector's full passes over them would be wasted work. It stays
     # off until the run is about to train (`runner_core.train.startup_done`).
     gc.disable()
     try:
@@ -478,8 +478,8 @@ def mode_is_unset(overrides: list[str], argv: list[str]) -> bool:
 
 def skip_mode_probe() -> None:
     """Hydra composes the whole config twice per run: first (`Hydra.get_mode`) only to read
-    `hydra.mode` (a config may ask for RUN or MULTIRUN), then for the job. That first composition
-    cost 0.09 s of every run here. Where `mode_is_unset`, its answer is known without composing:
+    `hydra.mode` (a config may ask for RUN or MULTIRUN), then for the job: the first composition
+    is wasted start-up time. Where `mode_is_unset`, its answer is known without composing:
     None, so Hydra goes by --multirun as usual; anything else still composes. Without that
     method (another Hydra version), nothing changes."""
     from hydra._internal.hydra import Hydra

@@ -1,6 +1,6 @@
 """Write torch's checkpoint file format from numpy arrays, without importing torch.
 
-A run on the numpy CPU path never imports torch (its import is ~1.1-1.8 s of a few-second run),
+A run on the numpy backend never imports torch (its import can take longer than the run),
 yet its checkpoints must be the same files as every other run's: `torch.load(path,
 weights_only=True)` reads them, numpy arrays coming back as tensors. The format (torch's
 `_use_new_zipfile_serialization`, format version 3) is an uncompressed zip holding
