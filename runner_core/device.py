@@ -34,8 +34,8 @@ def resolve_device(kind: str, threads: int, torch_free: bool = False) -> torch.d
 
     Also flushes denormal floats to zero on the CPU: Adam's moment estimates for parameters whose
     gradient stays 0 (dead ReLU units) decay into the denormal range, where x86 arithmetic is
-    many times slower. Values below 1e-38 change no float32 weight, so results are unaffected. (On `NUMPY_CPU`, `NumpyAdam`
-    flushes its own tiny moments instead.)
+    many times slower. Values below 1e-38 change no float32 weight, so results are unaffected.
+    (On `NUMPY_CPU`, `NumpyAdam` flushes its own tiny moments instead.)
 
     `threads` applies to numpy's BLAS too (the CPU-side rollouts and the numpy backend's
     gradient steps run numpy products): OpenBLAS otherwise starts a thread per core, and on a

@@ -211,9 +211,9 @@ def apply_init(session: Any, state: dict[str, Any], cfg: DictConfig) -> None:
 
 def startup_done() -> None:
     """Called just before training: if the entrypoint turned the garbage collector off for
-    start-up, freeze what start-up created (torch, gymnasium, Hydra: about a million objects that never
-    die) into the collector's permanent generation, out of its passes, and turn it back on, so
-    that cycles made while training are collected as usual."""
+    start-up, freeze what start-up created (torch, gymnasium, Hydra: about a million objects
+    that never die) into the collector's permanent generation, out of its passes, and turn it
+    back on, so that cycles made while training are collected as usual."""
     if not gc.isenabled():
         gc.freeze()
         gc.enable()
