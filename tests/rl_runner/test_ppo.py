@@ -44,7 +44,9 @@ def optimizer_steps(ppo: PPO) -> int:
 
 
 def weights(ppo: PPO) -> dict[str, np.ndarray]:
-    return {k: np.array(v, dtype=np.float32) for k, v in ppo.policy.state_dict().items()}
+    return {
+        k: np.array(np.asarray(v), dtype=np.float32) for k, v in ppo.policy.state_dict().items()
+    }
 
 
 def make_buffer(ppo: PPO, steps: int, envs: int, ratio: float, adv, value_shift, valid=None):
@@ -202,7 +204,7 @@ def test_stats_finite_with_one_transition(backend):
 def test_continuous_actions_use_a_state_independent_gaussian():
     cfg = compose_cfg(["env=pendulum", "network.hidden=[8]", "algo.batch_size=4"])
     ppo = PPO(cfg, env_spec(cfg.env), CPU, seed=0)
-    assert ppo.policy.log_std.shape == (1,) and float(ppo.policy.log_std.sum()) == 0.0
+    assert ppo.policy.log_std.shape == (1,) and float(ppo.policy.log_std.detach().sum()) == 0.0
     obs = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
     actions, env_actions, logprobs, values = ppo.rollout_policy()(obs)
     assert actions.shape == env_actions.shape == (4, 1) and values.shape == (4,)

@@ -91,7 +91,7 @@ def test_algo_env_pair(tmp_path, algo, env):
 @pytest.mark.parametrize("algo", [a for a in RL_ALGOS if handles(a, "acrobot") is None])
 def test_gym_env_by_id(tmp_path, algo):
     cfg = compose_cfg([f"algo={algo}", "env=gym", "env.id=Acrobot-v1"])
-    assert cfg.name == f"{algo}_gym"
+    assert cfg.name == f"{algo}_Acrobot-v1"  # named after the env id
     run_train(cfg, tmp_path / "run")
     _check_rl_run(tmp_path / "run", algo, "Acrobot-v1")
 

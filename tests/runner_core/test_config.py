@@ -169,7 +169,7 @@ def test_presets_do_not_leak_to_other_pairs():
     [
         ("train", [], "ppo_cartpole"),
         ("train", ["algo=dqn", "env=acrobot"], "dqn_acrobot"),
-        ("train", ["env=gym", "env.id=Acrobot-v1"], "ppo_gym"),
+        ("train", ["env=gym", "env.id=Acrobot-v1"], "ppo_Acrobot-v1"),
         ("train", ["algo=supervised"], "supervised_digits"),
         ("dl", [], "supervised_digits"),
         ("dl", ["env=taxi"], "supervised_digits"),  # dl runs are named after their data set
