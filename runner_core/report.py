@@ -603,6 +603,7 @@ def mean_curve(
                 axis=0,
                 confidence_level=CONFIDENCE,
                 n_resamples=BAND_RESAMPLES,
+                batch=100,  # resamples x seeds x points per batch, not all at once
                 method="percentile",
                 rng=np.random.default_rng(BOOTSTRAP_SEED),
             )
