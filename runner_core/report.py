@@ -47,6 +47,8 @@ RESAMPLES = 10_000  # bootstrap resamples for the table's confidence intervals
 BAND_RESAMPLES = 2_000  # per plotted point of a learning curve
 BOOTSTRAP_SEED = 0  # the same runs give the same report
 MAX_CURVE_POINTS = 400  # per configuration: a plot has no use for more
+# what metrics.jsonl's "step" counts where summary.json's unit is "steps"; other loops say
+# their unit (sweeps, generations)
 X_LABELS = {"rl": "env steps", "dl": "optimizer steps"}
 FAMILY_NAMES = {"rl": "RL", "dl": "DL"}
 
@@ -642,7 +644,9 @@ def plot_curves(table: Table, metric: str, out_dir: Path) -> Path | None:
         drawn += 1
     if not drawn:
         return None
-    ax.set_xlabel(X_LABELS.get(table.family, "steps"))
+    units = {str(r.summary.get("unit", "steps")) for g in table.groups for r in g.runs if r.summary}
+    unit = units.pop() if len(units) == 1 else "steps"
+    ax.set_xlabel(X_LABELS.get(table.family, "steps") if unit == "steps" else unit)
     ax.set_ylabel(metric)
     ax.set_title(
         f"{table.title}\n{metric}: mean over seeds, band: {CONFIDENCE:.0%} bootstrap CI of the "

@@ -158,7 +158,7 @@ def fmt(value: float) -> str:
 
 def test_a_2x2_sweep_with_2_seeds_is_reported_by_setting(tmp_path):
     grid = run_cli("rl_runner", "--multirun", "algo.lr=1e-3,3e-3", "algo.gamma=0.98,0.99",
-                   "seed=0,1", *TINY, "hydra.sweep.dir=grid", cwd=tmp_path, timeout=600,
+                   "seed=0,1", *TINY, "hydra.sweep.dir=grid", cwd=tmp_path,
                    env={"COLUMNS": "200"})  # fmt: skip
     assert grid.rc == 0, grid.output
     jobs = sorted(p for p in (tmp_path / "grid").iterdir() if p.is_dir())
@@ -179,11 +179,11 @@ def test_a_2x2_sweep_with_2_seeds_is_reported_by_setting(tmp_path):
         assert len(list(csv.DictReader(f))) == 4
 
     bad = run_cli("rl_runner", "--multirun", "algo.lr=0", *TINY, "hydra.sweep.dir=bad",
-                  cwd=tmp_path, timeout=600)  # fmt: skip
+                  cwd=tmp_path)  # fmt: skip
     assert bad.rc == 1 and "failed.json" in bad.stderr, bad.output
     assert not (tmp_path / "bad" / "sweep_summary.csv").exists()  # no job finished
 
-    result = run_cli("rl_runner.report", "grid", "bad", cwd=tmp_path, timeout=600,
+    result = run_cli("rl_runner.report", "grid", "bad", cwd=tmp_path,
                      env={"COLUMNS": "200"})  # fmt: skip
     assert result.rc == 0, result.output
     rows = [ln for ln in result.stdout.splitlines() if ln.startswith("│")]
