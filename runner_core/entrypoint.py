@@ -397,6 +397,7 @@ def _main(config_name: str) -> None:
         sys.exit(2)
     finally:
         discard_refused_sweeps()
+    summarize_sweeps()
     report_failed_jobs()
 
 
@@ -432,6 +433,7 @@ class SweepDirRecorder(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # the launcher's own directory: the `now` resolver is cached per config
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        SWEEP_DIRS.append(sweep_dir)
         missing = []
         for folder in (sweep_dir, *sweep_dir.parents):
             if folder.exists():
@@ -453,6 +455,20 @@ def discard_refused_sweeps() -> None:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
     NEW_SWEEP_DIRS.clear()
+
+
+# every sweep directory this process's --multirun used (see `summarize_sweeps`)
+SWEEP_DIRS: list[Path] = []
+
+
+def summarize_sweeps() -> None:
+    """After a --multirun: each sweep's grouped table (seeds of one setting together, best
+    first) and its sweep_summary.csv (`runner_core.report.summarize_sweep`)."""
+    from runner_core.report import summarize_sweep
+
+    for sweep_dir in SWEEP_DIRS:
+        summarize_sweep(sweep_dir)
+    SWEEP_DIRS.clear()
 
 
 # overrides of these hydra.* keys cannot set hydra.mode (see `skip_mode_probe`)
