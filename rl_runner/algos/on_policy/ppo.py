@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from rl_runner import heads
-from rl_runner.algos.base import OnPolicyAlgorithm, Policy
 from rl_runner.algos.common import gradient_step, linear, set_lr
+from rl_runner.algos.on_policy.a2c import A2C, explained_variance, normalize
 from rl_runner.buffers import RolloutBuffer
 from runner_core.lazy import lazy
 from runner_core.networks import adam
@@ -33,7 +31,7 @@ class Batch(NamedTuple):
     old_values: torch.Tensor
 
 
-class PPO(OnPolicyAlgorithm):
+class PPO(A2C):
     """Proximal Policy Optimization (Schulman et al. 2017, arXiv:1707.06347).
 
     r_t(theta) = pi_theta(a_t|s_t) / pi_old(a_t|s_t), A_t from GAE(gamma, lambda)
@@ -41,17 +39,14 @@ class PPO(OnPolicyAlgorithm):
     L = L_clip + c_v * (V(s_t) - R_t)^2 - c_e * H[pi(.|s_t)]
     with eps = clip_coef, c_v = vf_coef, c_e = ent_coef, minimized by Adam over `num_epochs`
     passes of minibatches of the rollout; the learning rate (and eps, if asked) decay linearly
-    to 0 over the run. Discrete actions: a categorical policy; continuous: a diagonal Gaussian
-    with a state-independent log-std. Observation normalization and reward scaling are the
-    base's (`algo.normalize_obs`, `algo.normalize_reward`).
+    to 0 over the run. The networks, the acting and the normalizations are A2C's (a categorical
+    or diagonal Gaussian policy, separate actor and critic); PPO replaces its optimizer and its
+    update.
 
     This is the reference, in autograd. On the CPU, plain MLPs with discrete actions run on the
     numpy backend instead (`rl_runner.fast.ppo`), held to this class by agreement tests.
     """
 
-    obs_kinds = ("vector", "image", "discrete")
-    action_kinds = ("discrete", "continuous")
-    roles = ("actor", "critic")
     rules = (
         *shared(
             "total_steps",
@@ -76,65 +71,8 @@ class PPO(OnPolicyAlgorithm):
         positive("algo.target_kl", optional=True),
     )
 
-    def __init__(self, cfg: Any, spec: Any, device: Any, seed: int) -> None:
-        from runner_core.networks.init import init_orthogonal
-
-        super().__init__(cfg, spec, device, seed)
-        self.head = heads.for_actions(spec.act)
-        # separate actor (the head's parameters) and critic (V(s)) networks; for a Gaussian
-        # head a state-independent log standard deviation, one per action dimension, from 0
-        policy = torch.nn.Module()
-        policy.actor = self.build("actor", self.head.out_features)
-        policy.critic = self.build("critic", 1)
-        init_orthogonal(policy.actor, self.rng, hidden_gain=math.sqrt(2), out_gain=0.01)
-        init_orthogonal(policy.critic, self.rng, hidden_gain=math.sqrt(2), out_gain=1.0)
-        self.gaussian = isinstance(self.head, heads.DiagGaussian)
-        if self.gaussian:
-            policy.log_std = torch.nn.Parameter(torch.zeros(self.head.dim))
-        self.policy = policy.to(device)
-        self.optimizer = adam(self.policy.parameters(), self.hp.lr, device, eps=self.hp.adam_eps)
-
-    def stateful(self) -> dict[str, Any]:
-        return {**super().stateful(), "policy": self.policy, "optimizer": self.optimizer}
-
-    def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The head's parameters: (logits,) or (mean, log_std)."""
-        out = self.policy.actor(obs)
-        return (out, self.policy.log_std) if self.gaussian else (out,)
-
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.policy.critic(obs).squeeze(-1)
-
-    # acting ------------------------------------------------------------------------------------
-    def outputs(self, obs: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-        """The head's parameters and V(s) for observations, as numpy arrays."""
-        with torch.inference_mode():
-            x = self.tensor(obs)
-            params = tuple(p.cpu().numpy() for p in self.dist_params(x))
-            return params, self.value(x).cpu().numpy()
-
-    def rollout_policy(self) -> Callable[[np.ndarray], tuple[np.ndarray, ...]]:
-        head, rng = self.head, self.rng
-
-        def act(obs: np.ndarray) -> tuple[np.ndarray, ...]:
-            params, values = self.outputs(obs)
-            actions, logprobs = head.sample(*params, rng)
-            return actions, head.to_env(actions), logprobs, values
-
-        return act
-
-    def values(self, obs: np.ndarray) -> np.ndarray:
-        return self.outputs(obs)[1]
-
-    def evaluation_policy(self, deterministic: bool, rng: np.random.Generator) -> Policy:
-        head = self.head
-
-        def act(obs: np.ndarray) -> np.ndarray:
-            params, _ = self.outputs(self.observe(obs))
-            actions = head.mode(params[0]) if deterministic else head.sample(*params, rng)[0]
-            return head.to_env(actions)
-
-        return act
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return adam(self.policy.parameters(), self.hp.lr, self.device, eps=self.hp.adam_eps)
 
     # learning ----------------------------------------------------------------------------------
     def update(self, buf: RolloutBuffer, progress: float) -> dict[str, float]:
@@ -228,20 +166,3 @@ def minibatches(
             idx = torch.as_tensor(idx, device=rollout.advantages.device)
         batch = rollout._replace(**{k: v[idx] for k, v in rollout._asdict().items()})
         yield batch._replace(advantages=normalize(batch.advantages)) if norm_adv else batch
-
-
-def normalize(x: Any) -> Any:
-    """(x - mean) / (std + 1e-8), the sample standard deviation, of a tensor or numpy array; a
-    single value is left as it is."""
-    if len(x) == 1:
-        return x
-    std = x.std(ddof=1) if isinstance(x, np.ndarray) else x.std()
-    return (x - x.mean()) / (std + 1e-8)
-
-
-def explained_variance(values: Any, returns: Any) -> float:
-    """1 - Var[R - V] / Var[R]; 0 when the returns have no spread (then it is undefined, and a
-    NaN diagnostic would trip the trainer's finite check)."""
-    values, returns = (np.asarray(x.cpu() if hasattr(x, "cpu") else x) for x in (values, returns))
-    var_returns = float(returns.var())
-    return 1.0 - float((returns - values).var()) / var_returns if var_returns > 0 else 0.0
