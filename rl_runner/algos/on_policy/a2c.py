@@ -26,9 +26,10 @@ class A2C(OnPolicyAlgorithm):
     """Advantage Actor-Critic, synchronous (A2C: the synchronous version of A3C, Mnih et al.
     2016, arXiv:1602.01783), over `num_envs` vector envs.
 
-    R_t = r_t + gamma r_{t+1} + ... + gamma^(k-1) r_{t+k-1} + gamma^k V(s_{t+k}): n-step returns
-    bootstrapped from the value of the state after the rollout's `num_steps` steps (or the
-    episode's end), A_t = R_t - V(s_t) (GAE(gamma, lambda) in general; lambda = 1 gives these)
+    R_t = r_t + gamma r_{t+1} + ... + gamma^(k-1) r_{t+k-1} + gamma^k V(s_{t+k}): the n-step
+    return, k the steps left in the rollout of `num_steps` (fewer at an episode's end: no
+    bootstrap after a termination, V of the final state after a truncation)
+    A_t = R_t - V(s_t) (the base's GAE(gamma, lambda) with lambda = `gae_lambda`, 1 by default)
     L_pi = -E[A_t log pi(a_t|s_t)]
     L = L_pi + c_v * (V(s_t) - R_t)^2 - c_e * H[pi(.|s_t)]
     with c_v = vf_coef, c_e = ent_coef and A_t optionally normalized (`norm_adv`); one gradient
