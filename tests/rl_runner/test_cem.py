@@ -79,7 +79,7 @@ def test_tell_refits_mu_and_sigma_from_the_elite():
     np.testing.assert_allclose(cem.std, np.sqrt(elite.var(0) + 0.1))
     assert stats == pytest.approx({
         "population_return": 25.0, "best_return": 50.0, "elite_return": 40.0,
-        "std": float(np.sqrt(elite.var(0) + 0.1).mean()), "extra_noise": 0.1,
+        "std": float(np.sqrt(elite.var(0) + 0.1).mean()), "charts/extra_noise": 0.1,
     })  # fmt: skip
 
 
@@ -219,6 +219,7 @@ def test_short_run_through_train(tmp_path, env):
     records = read_metrics(tmp_path / "run")
     generations = [r for r in records if "losses/elite_return" in r]
     assert [r["step"] for r in generations] == [1, 2]
+    assert "charts/extra_noise" in generations[0]
     # every candidate played one whole episode: Pendulum's last 200 steps
     if env == "pendulum":
         assert [r["charts/env_steps"] for r in generations] == [4 * 200, 8 * 200]

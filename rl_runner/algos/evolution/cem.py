@@ -114,7 +114,7 @@ class CEM(PopulationAlgorithm):
             "best_return": float(np.max(returns)),
             "elite_return": float(np.mean(returns[elite])),
             "std": float(np.mean(self.std)),
-            "extra_noise": noise,
+            "charts/extra_noise": noise,
         }
 
     # acting --------------------------------------------------------------------------------------
