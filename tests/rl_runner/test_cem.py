@@ -18,10 +18,10 @@ from runner_core.errors import ConfigError
 from tests.conftest import assert_run_dir, compose_cfg, read_metrics, run_train
 
 CPU = torch.device("cpu")
-BASE = ("algo=cem", "network.hidden=[4]", "algo.population_size=6", "algo.elite_frac=0.5",
+BASE = ("algo=cem", "network.hidden=[4]", "algo.population=6", "algo.elite_frac=0.5",
         "algo.init_std=0.5", "algo.extra_noise_start=0.2", "algo.extra_noise_end=0.0",
         "algo.extra_noise_generations=4")  # fmt: skip
-FAST = ("algo.generations=2", "algo.population_size=4", "network.hidden=[4]")
+FAST = ("algo.generations=2", "algo.population=4", "network.hidden=[4]")
 
 
 def make_cem(*overrides: str, env: str = "cartpole", seed: int = 0) -> CEM:
@@ -147,7 +147,7 @@ def test_sub_env_i_acts_with_candidate_i():
     always pushing left, the second always right."""
     from rl_runner.collectors import play_episodes
 
-    cem = make_cem("algo.population_size=2")
+    cem = make_cem("algo.population=2")
     candidates = np.zeros((2, cem.dim), dtype=np.float32)
     bias = cem.dim - 2  # the output layer's biases: the logits, with zero weights
     candidates[0, bias] = 1.0
@@ -170,7 +170,7 @@ def test_sub_env_i_acts_with_candidate_i():
 @pytest.mark.parametrize(
     ("override", "key"),
     [("algo.elite_frac=0", "algo.elite_frac"), ("algo.elite_frac=1.5", "algo.elite_frac"),
-     ("algo.population_size=0", "algo.population_size"), ("algo.init_std=0", "algo.init_std"),
+     ("algo.population=0", "algo.population"), ("algo.init_std=0", "algo.init_std"),
      ("algo.extra_noise_start=-1", "algo.extra_noise_start")],
 )  # fmt: skip
 def test_bad_config_values_are_refused(override, key):

@@ -25,7 +25,7 @@ class CEM(PopulationAlgorithm):
     Neural Computation 18(12)), over the flat parameter vector theta of the policy network.
 
     Each generation t:
-    theta_i ~ N(mu, diag(sigma^2)), i = 1..N (N = population_size)
+    theta_i ~ N(mu, diag(sigma^2)), i = 1..N (N = `population`)
     F_i = return of one episode of the greedy policy with weights theta_i
     E = the K = max(1, round(elite_frac * N)) candidates with the highest F_i
     mu <- mean_{i in E} theta_i
@@ -44,7 +44,7 @@ class CEM(PopulationAlgorithm):
     roles = ("policy",)
     rules = (
         positive_int("algo.generations"),
-        positive_int("algo.population_size"),
+        positive_int("algo.population"),
         positive("algo.elite_frac"),
         in_range("algo.elite_frac", 0.0, 1.0),
         positive("algo.init_std"),
@@ -66,7 +66,7 @@ class CEM(PopulationAlgorithm):
         self.shapes = {name: p.shape for name, p in self.policy.named_parameters()}
         self.dim = sum(math.prod(shape) for shape in self.shapes.values())
         self.std = np.full(self.dim, float(self.hp.init_std))
-        self.num_elite = elite_count(self.hp.population_size, self.hp.elite_frac)
+        self.num_elite = elite_count(self.hp.population, self.hp.elite_frac)
 
     def stateful(self) -> dict[str, Any]:
         return {**super().stateful(), "policy": self.policy}
@@ -101,7 +101,7 @@ class CEM(PopulationAlgorithm):
     def ask(self) -> np.ndarray:
         """N candidates theta_i = mu + sigma * eps_i, eps_i ~ N(0, I), as rows (float32: the
         network's precision, so what is played is what is refit)."""
-        noise = self.rng.standard_normal((self.hp.population_size, self.dim))
+        noise = self.rng.standard_normal((self.hp.population, self.dim))
         return (self.mean + self.std * noise).astype(np.float32)
 
     def tell(self, candidates: np.ndarray, returns: np.ndarray) -> dict[str, float]:
@@ -157,9 +157,9 @@ class CEM(PopulationAlgorithm):
         return act
 
 
-def elite_count(population_size: int, elite_frac: float) -> int:
+def elite_count(population: int, elite_frac: float) -> int:
     """K = round(elite_frac * N), at least 1."""
-    return max(1, round(elite_frac * population_size))
+    return max(1, round(elite_frac * population))
 
 
 def select_elite(returns: np.ndarray, k: int) -> np.ndarray:
