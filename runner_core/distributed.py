@@ -258,7 +258,7 @@ class DataParallel:
         import torch
         import torch.distributed as dist
 
-        stop = run.stop_signal
+        stop = run.received_signal
         flags = torch.tensor(
             [stats["loss"] * count, count, stop == signal.SIGINT, stop == signal.SIGTERM, due],
             dtype=torch.float64, device=self.device,
@@ -266,7 +266,7 @@ class DataParallel:
         dist.all_reduce(flags)
         total, n, sigint, sigterm, due_any = flags.tolist()
         stats["loss"] = total / n
-        if stop is None and (sigint or sigterm):
+        if sigint or sigterm:
             run.request_stop(signal.SIGTERM if sigterm else signal.SIGINT)
         return due_any > 0
 

@@ -448,8 +448,6 @@ def _main(config_name: str) -> None:
                 )
             sys.exit(2)
         distributed.init()
-        if distributed.is_follower():
-            sys.argv[1:] = args = follower_args(args)
     resume = [a for a in args if a.startswith("resume=") and a.split("=", 1)[1] not in ("", "null")]
     if resume:
         try:
@@ -463,6 +461,8 @@ def _main(config_name: str) -> None:
     show_full_errors = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     skip_mode_probe()
+    if distributed.is_follower():
+        sys.argv[1:] = follower_args(args)
     try:
         hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(_task)()
     except (HydraException, OmegaConfBaseException, yaml.YAMLError, OSError) as exc:

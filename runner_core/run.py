@@ -82,7 +82,11 @@ class Run:
         )
         self.logger.wall_time_before = self.elapsed_before
         self.started = time.time()
-        self._stop_signal: int | None = None
+        self._stop_signal: int | None = None  # the stop the loop acts on
+        self._received: int | None = None  # a signal this process received
+        # data-parallel: a signal stops the run only once every process knows of it (at the same
+        # step, see `distributed.DataParallel.agree`)
+        self._stop_by_agreement = distributed.active()
         self._old_handlers: dict[int, Any] = {}
         # latest.pt every `every_steps` units of progress or `every_minutes` of wall time
         self._ckpt_steps = self.every(int(cfg.checkpoint.every_steps), self.step)
@@ -116,9 +120,11 @@ class Run:
         """SIGINT/SIGTERM ask the loop to stop at the next safe point; a second SIGINT aborts."""
 
         def handler(signum: int, _frame: Any) -> None:
-            if self._stop_signal is not None and signum == signal.SIGINT:
+            if self._received is not None and signum == signal.SIGINT:
                 raise KeyboardInterrupt
-            self._stop_signal = signum
+            self._received = signum
+            if not self._stop_by_agreement:
+                self._stop_signal = signum
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             # not the main thread (e.g. some sweepers): no handler
@@ -135,11 +141,12 @@ class Run:
         return self._stop_signal is not None
 
     @property
-    def stop_signal(self) -> int | None:
-        return self._stop_signal
+    def received_signal(self) -> int | None:
+        return self._received
 
     def request_stop(self, signum: int) -> None:
-        """Stop as if `signum` had arrived (another process of a data-parallel run got it)."""
+        """Stop at the next safe point as if `signum` had arrived (in a data-parallel run, once
+        the processes agree that one of them received it)."""
         self._stop_signal = signum
 
     def poll(self, step: int) -> None:
@@ -284,6 +291,8 @@ class FollowerRun(Run):
         self.logger = _Silent()  # type: ignore[assignment]
         self.started = time.time()
         self._stop_signal = None
+        self._received = None
+        self._stop_by_agreement = True
         self._old_handlers = {}
         self._ckpt_steps = self.every(int(cfg.checkpoint.every_steps), self.step)
         self._ckpt_seconds = float(cfg.checkpoint.every_minutes) * 60.0

@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from runner_core import distributed
 from runner_core.errors import ConfigError, StorageError
 from runner_core.rundir import RunDir, claim, is_storage_error, storage_message
 from runner_core.validation import COMMON_RULES, check
@@ -52,7 +53,6 @@ def train(
     In a data-parallel run (torchrun; `runner_core.distributed`) every process calls it: rank 0
     with the directory it owns, the others with its path, which they only read. Every process
     returns the same objective."""
-    from runner_core import distributed
     from runner_core.device import resolve_device
     from runner_core.run import Run
     from runner_core.seeding import seed_everything
@@ -81,7 +81,12 @@ def train(
         session = load_family(cfg.algo.family).prepare(cfg, start)
         if init is not None:
             apply_init(session, init, cfg)
-        run = Run(cfg, owner, session, resume)
+        opened = False
+        try:
+            run = Run(cfg, owner, session, resume)
+            opened = True
+        finally:  # the other ranks of a data-parallel run go on once the run is open here
+            distributed.share(opened)
     except BaseException:
         if fresh and not keep_if_refused:
             owner.discard()
@@ -145,6 +150,8 @@ def _follow(cfg: DictConfig, run_dir: Path, resume: dict[str, Any] | None, start
     session = load_family(cfg.algo.family).prepare(cfg, start)
     if init is not None:
         apply_init(session, init, cfg)
+    if not distributed.share(False):  # rank 0 could not open the run (it reports why)
+        raise distributed.Abandoned("rank 0 did not open the run")
     run = FollowerRun(cfg, run_dir, session, resume)
     try:
         run.install_signal_handlers()
