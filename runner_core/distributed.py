@@ -13,12 +13,18 @@ Who does what:
   indices of the epoch's stored order (the same on every rank) and rank r trains on the r-th of
   N near-equal contiguous pieces of it. Gradients are averaged weighted by the pieces' sizes
   (`_weighted_allreduce`), so a step is the gradient of the whole global batch, as in one
-  process, and a run resumed mid-epoch continues exactly, under any number of processes.
+  process, and a run resumed mid-epoch continues with the same batches (exactly, RNG included,
+  when resumed by as many processes).
 - Each step the ranks agree (one all-reduce) on the logged loss (the global batch's mean), on a
   stop request (a signal to any rank stops all at the same step) and on whether a checkpoint is
   due (`every_minutes` reads each rank's clock). Checkpoints hold every rank's RNG state.
 - Validation and test metrics are computed on each rank's share of the split and summed across
   ranks: every rank gets the same metrics, so `train()` returns the same objective everywhere.
+- A runner error (bad input, a stop) ends a rank > 0 with status 0 and no message: rank 0
+  reports it, and torchrun stops every process as soon as one fails, which could stop rank 0
+  before its checkpoint or message were written. Errors that can strike one rank alone are
+  checked on every rank alike (`place`) or decided on rank 0 and shared (the run directory, the
+  checkpoint to resume, whether the run opened).
 
 Backend: gloo, with NCCL for CUDA tensors where torch sees a GPU ("cpu:gloo,cuda:nccl": object
 collectives such as `share` go through gloo, the training's through NCCL)."""
@@ -146,11 +152,12 @@ def place(device: torch.device) -> torch.device:
 
     if device.type == "cuda":
         count = torch.cuda.device_count()
-        if local_rank() >= count:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
+        if local > count:  # refused by every process alike (one refusing alone would hang)
             raise DeviceError(
-                f"Process {rank()} (local rank {local_rank()}) has no GPU of its own: this "
-                f"machine has {count}. Start at most {count} processes per node "
-                "(torchrun --nproc_per_node=...), or train on the CPU (device=cpu)."
+                f"{local} processes on this machine need a GPU each; it has {count}. Start at "
+                f"most {count} processes per node (torchrun --nproc_per_node=...), or train on "
+                "the CPU (device=cpu)."
             )
         torch.cuda.set_device(local_rank())
         return torch.device("cuda", local_rank())

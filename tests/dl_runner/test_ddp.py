@@ -127,6 +127,13 @@ def test_interrupted_run_resumes_in_place(ddp_run, tmp_path):
     assert not (cut / "summary.json").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["cut"]  # the other rank made nothing
 
+    # a fresh run is refused there by rank 0, which alone reports it; the other rank stands down
+    refused = torchrun(*DDP, f"hydra.run.dir={cut}", cwd=tmp_path)
+    assert refused.rc != 0
+    assert refused.stderr.count(f"Error: Run directory '{cut}' already holds a run") == 1
+    assert "[rank1]" not in refused.stderr  # torchrun's prefix of a worker's traceback
+    assert "rank      : 1" not in refused.stderr  # torchrun's list of the failed workers
+
     resumed = torchrun(f"resume={cut}", cwd=tmp_path)
     assert resumed.rc == 0, resumed.output[-3000:]
     assert read_summary(cut)["global_step"] == STEPS
