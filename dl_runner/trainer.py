@@ -51,13 +51,14 @@ def prepare(cfg: DictConfig, start: Callable[[bool], torch.device]) -> DLTrainer
 def _check_shards(examples: int, batch_size: int, processes: int) -> None:
     """Every process needs at least one example of every minibatch (the last one of an epoch
     holds what is left)."""
-    last = examples % batch_size or batch_size
-    if min(batch_size, last, examples) < processes:
+    smallest = min(batch_size, examples % batch_size or batch_size, examples)
+    if smallest < processes:
         raise ConfigError(
-            f"Config key 'algo.batch_size' is {batch_size}, the global batch of {processes} "
-            f"processes; the last minibatch of an epoch of {examples} training examples holds "
-            f"{min(last, examples)}, fewer than one per process. Pick a batch size whose last "
-            "minibatch has at least one example per process, or start fewer processes."
+            f"Config key 'algo.batch_size' is {batch_size}, the global batch shared by "
+            f"{processes} processes; with {examples} training examples its smallest minibatch "
+            f"(the last of an epoch) holds {smallest}, fewer than one per process. Pick a larger "
+            f"batch size, or one whose last minibatch has at least {processes} examples, or start "
+            "fewer processes."
         )
 
 

@@ -62,7 +62,6 @@ def _task(cfg: DictConfig) -> float:
     proposed = Path(hydra_cfg.runtime.output_dir)
     job_dir = proposed
     try:
-        distributed.check_config(cfg)
         if distributed.is_follower():
             return train(cfg, _shared_dir())
         try:

@@ -77,6 +77,7 @@ def train(
     )
     try:
         check(cfg, COMMON_RULES)
+        distributed.check_config(cfg)
         init = load_init(cfg) if fresh and cfg.get("init_from") else None
         session = load_family(cfg.algo.family).prepare(cfg, start)
         if init is not None:
@@ -146,6 +147,7 @@ def _follow(cfg: DictConfig, run_dir: Path, resume: dict[str, Any] | None, start
     from runner_core.run import FollowerRun
 
     check(cfg, COMMON_RULES)
+    distributed.check_config(cfg)
     init = load_init(cfg) if resume is None and cfg.get("init_from") else None
     session = load_family(cfg.algo.family).prepare(cfg, start)
     if init is not None:
