@@ -51,13 +51,23 @@ def stratified_split(y: np.ndarray, val: float, test: float, seed: int) -> tuple
 
 class BatchOrder(Sampler):
     """Minibatches of indices (tensors) of a stored order of the examples, from a given batch
-    on (a run resumed mid-epoch)."""
+    on (a run resumed mid-epoch). With `shard` (rank, processes) of data-parallel training, each
+    minibatch's rank-th of `processes` near-equal contiguous pieces."""
 
-    def __init__(self, order: torch.Tensor, batch_size: int, first: int = 0) -> None:
-        self.order, self.batch_size, self.first = order, batch_size, first
+    def __init__(
+        self, order: torch.Tensor, batch_size: int, first: int = 0,
+        shard: tuple[int, int] | None = None,
+    ) -> None:  # fmt: skip
+        self.order, self.batch_size, self.first, self.shard = order, batch_size, first, shard
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        yield from self.order[self.first * self.batch_size :].split(self.batch_size)
+        batches = self.order[self.first * self.batch_size :].split(self.batch_size)
+        if self.shard is None:
+            yield from batches
+            return
+        rank, processes = self.shard
+        for batch in batches:
+            yield batch.tensor_split(processes)[rank]
 
     def __len__(self) -> int:
         return -(-len(self.order) // self.batch_size) - self.first
@@ -80,9 +90,9 @@ class DataModule:
     train_transform: Callable[[Any], Any] = field(default=_identity)
 
     def loader(self, split: str, batch_size: int, order: torch.Tensor | None = None,
-               first: int = 0) -> DataLoader:  # fmt: skip
+               first: int = 0, shard: tuple[int, int] | None = None) -> DataLoader:  # fmt: skip
         """Minibatches (x, y) of a split: in `order` from batch `first` (training), else in the
-        split's own order."""
+        split's own order; with `shard`, this rank's piece of each (see `BatchOrder`)."""
         dataset: TensorDataset = getattr(self, split)
         if order is None:
             order = torch.arange(len(dataset), device=dataset.tensors[0].device)
@@ -90,7 +100,7 @@ class DataModule:
         # a generator of its own: each iterator draws a (worker) seed from it, which would
         # otherwise come from torch's global generator and shift dropout after a resume
         return DataLoader(
-            dataset, sampler=BatchOrder(order, batch_size, first), batch_size=None,
+            dataset, sampler=BatchOrder(order, batch_size, first, shard), batch_size=None,
             collate_fn=transform, generator=torch.Generator(),
         )  # fmt: skip
 

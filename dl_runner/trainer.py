@@ -6,7 +6,11 @@ resumed run continues mid-epoch exactly.
 Checkpoints: latest.pt by `checkpoint.every_steps` / `every_minutes`; the best epoch's state is
 kept in memory and written as best.pt with each latest.pt, on a stop request and at the end (an
 epoch of a small data set takes milliseconds; writing a file at every improvement would cost
-more than the training)."""
+more than the training).
+
+Under torchrun the steps run data-parallel (`runner_core.distributed`): `algo.batch_size` stays
+the global batch, each process trains on its piece of it, and validation and test metrics are
+summed over the processes' shares of the split."""
 
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ from omegaconf import DictConfig
 
 from dl_runner.data import DataModule, load_data
 from dl_runner.tasks.base import Task
-from runner_core import checkpoint
+from runner_core import checkpoint, distributed
+from runner_core.errors import ConfigError
 from runner_core.run import Run
 from runner_core.validation import algo_class, check
 
@@ -36,7 +41,25 @@ def prepare(cfg: DictConfig, start: Callable[[bool], torch.device]) -> DLTrainer
     data = load_data(cfg.dataset, cfg.seed, device)
     steps_per_epoch = -(-len(data.train) // cfg.algo.batch_size)
     task = cls(cfg, data, device, steps_per_epoch * cfg.algo.epochs)
-    return DLTrainer(cfg, data, task, steps_per_epoch, device)
+    replicas = None
+    if distributed.active():
+        _check_shards(len(data.train), cfg.algo.batch_size, distributed.world_size())
+        replicas = distributed.DataParallel(task, device)
+    return DLTrainer(cfg, data, task, steps_per_epoch, device, replicas)
+
+
+def _check_shards(examples: int, batch_size: int, processes: int) -> None:
+    """Every process needs at least one example of every minibatch (the last one of an epoch
+    holds what is left)."""
+    smallest = min(batch_size, examples % batch_size or batch_size, examples)
+    if smallest < processes:
+        raise ConfigError(
+            f"Config key 'algo.batch_size' is {batch_size}, the global batch shared by "
+            f"{processes} processes; with {examples} training examples its smallest minibatch "
+            f"(the last of an epoch) holds {smallest}, fewer than one per process. Pick a larger "
+            f"batch size, or one whose last minibatch has at least {processes} examples, or start "
+            "fewer processes."
+        )
 
 
 class DLTrainer:
@@ -44,9 +67,10 @@ class DLTrainer:
 
     def __init__(
         self, cfg: DictConfig, data: DataModule, task: Task, steps_per_epoch: int,
-        device: torch.device,
+        device: torch.device, replicas: distributed.DataParallel | None = None,
     ) -> None:  # fmt: skip
         self.cfg, self.data, self.task, self.device = cfg, data, task, device
+        self.replicas = replicas  # data-parallel training (torchrun), else None
         self.objective_name = task.objective
         self.maximize = task.mode == "max"
         self.steps_per_epoch = steps_per_epoch
@@ -63,10 +87,13 @@ class DLTrainer:
         return []
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described = {
             "dataset": self.data.name, "algo": self.cfg.algo.name, "epochs": self.epoch,
             "objective_mode": self.task.mode,
         }  # fmt: skip
+        if self.replicas is not None:
+            described["processes"] = self.replicas.world
+        return described
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -99,8 +126,12 @@ class DLTrainer:
 
     # the loop ---------------------------------------------------------------------------------
     def fit(self, run: Run) -> dict[str, float]:
-        cfg, task = self.cfg, self.task
+        cfg, task, replicas = self.cfg, self.task, self.replicas
         batch_size = cfg.algo.batch_size
+        shard = None
+        if replicas is not None:
+            replicas.wrap()
+            shard = replicas.shard
         step = run.step
         start_step, start_time = step, time.time()
         run.console.start(self.total, self.unit, step)
@@ -111,9 +142,15 @@ class DLTrainer:
                     self.order = self.order.to(self.device)
                 first = step - self.epoch * self.steps_per_epoch  # > 0 when resuming mid-epoch
                 task.train(True)
-                for x, y in self.data.loader("train", batch_size, self.order, first):
-                    stats = task.training_step(x, y)
+                for x, y in self.data.loader("train", batch_size, self.order, first, shard):
+                    if replicas is None:
+                        stats = task.training_step(x, y)
+                    else:
+                        stats = replicas.training_step(x, y, self._batch_at(step))
                     step += 1
+                    due = step < self.epoch_end(self.epoch) and run.checkpoint_due(step)
+                    if replicas is not None:
+                        due = replicas.agree(run, stats, len(x), due)
                     run.check_finite(step, stats)
                     run.log(step, {"train/loss": stats["loss"], "train/lr": stats["lr"]})
                     run.console.update(step, epoch=self.epoch + 1, loss=stats["loss"])
@@ -121,7 +158,7 @@ class DLTrainer:
                     if run.stop_requested:
                         self._save_best(run)
                     run.poll(step)
-                    if step < self.epoch_end(self.epoch) and run.checkpoint_due(step):
+                    if due:
                         self._save_latest(run)
                 self.epoch += 1
                 self.order = None
@@ -141,7 +178,10 @@ class DLTrainer:
                         snapshot = run.snapshot({"eval": self.last_val})
                         snapshot["session"] = copy.deepcopy(snapshot["session"])
                         self._best_snapshot = snapshot
-                if run.checkpoint_due(step) and self.epoch < cfg.algo.epochs:
+                due = run.checkpoint_due(step)
+                if replicas is not None:
+                    due = replicas.agree_flag(due)
+                if due and self.epoch < cfg.algo.epochs:
                     self._save_latest(run)
         finally:
             run.console.stop()
@@ -163,6 +203,12 @@ class DLTrainer:
     def epoch_end(self, epoch: int) -> int:
         return (epoch + 1) * self.steps_per_epoch
 
+    def _batch_at(self, step: int) -> int:
+        """The size of the global minibatch that follows `step` (the last of an epoch is short)."""
+        index = step - self.epoch * self.steps_per_epoch
+        batch_size = self.cfg.algo.batch_size
+        return min(batch_size, len(self.data.train) - index * batch_size)
+
     def _save_latest(self, run: Run) -> None:
         self._save_best(run)
         run.save(checkpoint.LATEST)
@@ -178,15 +224,22 @@ class DLTrainer:
         self.task.train(False)
         sums: dict[str, torch.Tensor] = {}
         count = 0
-        for x, y in self.data.loader(split, max(self.cfg.algo.batch_size, 512)):
+        order = None  # the whole split, or this process's share of it
+        if self.replicas is not None:
+            order = self.replicas.eval_order(len(getattr(self.data, split)))
+        for x, y in self.data.loader(split, max(self.cfg.algo.batch_size, 512), order):
             for name, values in self.task.metrics(x, y).items():
                 sums[name] = sums.get(name, 0.0) + values.sum()
             count += len(x)
         self.task.train(True)
+        if order is not None:
+            sums, count = self.replicas.reduce(sums, count)
         return {f"{split}/{name}": float(total) / count for name, total in sums.items()}
 
     @torch.no_grad()
     def _log_images(self, run: Run, split: str, step: int, files: bool) -> None:
+        if not distributed.is_main():  # only rank 0 logs
+            return
         dataset = getattr(self.data, split)
         self.task.train(False)
         x, y = dataset.tensors[0][:64], dataset.tensors[1][:64]

@@ -28,6 +28,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from runner_core import distributed
 from runner_core.errors import (
     CheckpointError,
     ConfigError,
@@ -46,7 +47,10 @@ TASK_NOTE = "(raised while running the task)"  # marks a bug's exception, as opp
 def _task(cfg: DictConfig) -> float:
     """One job: own its directory (a fresh one: see `runner_core.rundir`), record the config in
     .hydra/ there, train. In a --multirun sweep a failed job is recorded in its directory
-    (failed.json) and the sweep goes on; `_main` reports the failures at the end."""
+    (failed.json) and the sweep goes on; `_main` reports the failures at the end.
+
+    Under torchrun rank 0 claims the directory and tells the other ranks its path; they write
+    nothing (their Hydra directory is the working directory, see `follower_args`)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -58,12 +62,19 @@ def _task(cfg: DictConfig) -> float:
     proposed = Path(hydra_cfg.runtime.output_dir)
     job_dir = proposed
     try:
+        if distributed.is_follower():
+            return train(cfg, _shared_dir())
         try:
-            owner = claim(proposed, fresh=True, rename_if_taken=not _dir_chosen(hydra_cfg))
-            job_dir = owner.path
-            write_hydra_files(owner.path, cfg)
-        except OSError as exc:
-            raise StorageError(storage_message(exc, "Cannot write the run directory")) from None
+            try:
+                owner = claim(proposed, fresh=True, rename_if_taken=not _dir_chosen(hydra_cfg))
+                job_dir = owner.path
+                write_hydra_files(owner.path, cfg)
+            except OSError as exc:
+                raise StorageError(storage_message(exc, "Cannot write the run directory")) from None
+        except BaseException:
+            distributed.share(None)  # the other ranks stop: this one reports why
+            raise
+        distributed.share(str(owner.path))
         return train(cfg, owner, keep_if_refused=multirun)
     except RunnerError as err:
         if multirun and not isinstance(err, Interrupted):
@@ -80,6 +91,25 @@ def _task(cfg: DictConfig) -> float:
             return math.nan
         exc.add_note(TASK_NOTE)
         raise
+
+
+def _shared_dir() -> Path:
+    """On a rank > 0: the run directory rank 0 claimed."""
+    path = distributed.share(None)
+    if path is None:
+        raise distributed.Abandoned("rank 0 did not start the run")
+    return Path(path)
+
+
+def follower_args(args: list[str]) -> list[str]:
+    """A rank > 0's Hydra overrides: its Hydra directory is the working directory, which exists
+    (Hydra creates its run directory before the task starts; each rank's timestamp could differ
+    and would leave empty directories behind), and it writes no .hydra/ copy."""
+    mine = ("hydra.run.dir=", "hydra.output_subdir=")
+    return [a for a in args if not a.startswith(mine)] + [
+        "hydra.run.dir=.",
+        "hydra.output_subdir=null",
+    ]
 
 
 def _dir_chosen(hydra_cfg: Any) -> bool:
@@ -152,6 +182,11 @@ def report_failed_jobs() -> None:
 
 
 def fail(err: RunnerError) -> None:
+    """Print the error and exit with its status. A rank > 0 of a data-parallel run leaves
+    quietly with status 0: rank 0 reports the run's outcome, and torchrun stops every process as
+    soon as one fails, which would stop rank 0 before it wrote its checkpoint or its message."""
+    if not distributed.is_main():
+        sys.exit(0)
     label = "Stopped" if isinstance(err, Interrupted) else "Error"
     print(f"{label}: {err}", file=sys.stderr, flush=True)
     sys.exit(err.exit_code)
@@ -160,12 +195,8 @@ def fail(err: RunnerError) -> None:
 def _resume(target: str, others: list[str]) -> None:
     """`resume=<run dir>`: continue the run in place from its newest complete checkpoint, with
     the config saved in it. A checkpoint file is accepted only if it is that newest one."""
-    from omegaconf import OmegaConf
-
     from runner_core import checkpoint
-    from runner_core.rundir import claim
-    from runner_core.train import SUMMARY_FILE, train
-    from runner_core.validation import COMMON_RULES, check
+    from runner_core.train import train
 
     bad = [a for a in others if not a.startswith(RESUME_OVERRIDABLE)]
     if bad:
@@ -175,6 +206,35 @@ def _resume(target: str, others: list[str]) -> None:
             f"{' '.join(bad)}). To change anything else, start a new run from one of its "
             "checkpoints with init_from=<checkpoint> and your overrides."
         )
+    if distributed.is_follower():  # rank 0 picks the checkpoint; this rank only reads it
+        found_path = _shared_dir()
+        state = checkpoint.load(found_path)
+        cfg = _resumed_config(state, target, others)
+        distributed.check_config(cfg)
+        train(cfg, found_path.parent.parent, resume=state)
+        return
+    try:
+        started = _resume_main(target, others)
+    except BaseException:
+        distributed.share(None)  # the other ranks stop: this one reports why
+        raise
+    if started is None:
+        distributed.share(None)
+        return
+    cfg, owner, state, found_path = started
+    distributed.share(str(found_path))
+    train(cfg, owner, resume=state)
+
+
+def _resume_main(
+    target: str, others: list[str]
+) -> tuple[DictConfig, Any, dict[str, Any], Path] | None:
+    """`_resume`'s checks and reads, in the run directory this process then owns: the config,
+    the owner, the checkpoint and its path; None for a finished run."""
+    from runner_core import checkpoint
+    from runner_core.rundir import claim
+    from runner_core.train import SUMMARY_FILE
+
     path = Path(target).expanduser().absolute()
     if path.is_file():
         if path.parent.name != checkpoint.CHECKPOINT_DIR:
@@ -199,24 +259,8 @@ def _resume(target: str, others: list[str]) -> None:
         for message in found.damaged:
             print(f"Warning: {message} Continuing from the newest intact one.", file=sys.stderr)
         state = found.state
-        cfg = OmegaConf.create(state["config"])
-        cfg.resume = target
-        # keys that checkpoints of earlier versions lack, with the behaviour those versions had
-        cfg.setdefault("init_from", None)
-        cfg.checkpoint.setdefault("every_minutes", 0)
-        OmegaConf.set_struct(cfg, True)
-        try:
-            # Hydra's override grammar, as for a fresh run (a plain dotlist would read `off` as
-            # false)
-            from hydra.core.override_parser.overrides_parser import OverridesParser
-
-            for override in OverridesParser.create().parse_overrides(others):
-                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
-        except Exception as exc:
-            raise ConfigError(
-                f"Cannot apply {' '.join(others)} to the resumed config: {exc}"
-            ) from None
-        check(cfg, COMMON_RULES)
+        cfg = _resumed_config(state, target, others)
+        distributed.check_config(cfg)
         summary = run_dir / SUMMARY_FILE
         if summary.is_file() and _finished(summary, found.step):
             print(
@@ -225,12 +269,37 @@ def _resume(target: str, others: list[str]) -> None:
                 f"init_from={found.path} with a larger budget."
             )
             owner.release()
-            return
+            return None
         state["loaded_from"] = str(found.path.relative_to(run_dir))
     except BaseException:
         owner.release()
         raise
-    train(cfg, owner, resume=state)
+    return cfg, owner, state, found.path.absolute()
+
+
+def _resumed_config(state: dict[str, Any], target: str, others: list[str]) -> DictConfig:
+    """The config saved in a checkpoint, with the overrides a resume allows."""
+    from omegaconf import OmegaConf
+
+    from runner_core.validation import COMMON_RULES, check
+
+    cfg = OmegaConf.create(state["config"])
+    cfg.resume = target
+    # keys that checkpoints of earlier versions lack, with the behaviour those versions had
+    cfg.setdefault("init_from", None)
+    cfg.checkpoint.setdefault("every_minutes", 0)
+    OmegaConf.set_struct(cfg, True)
+    try:
+        # Hydra's override grammar, as for a fresh run (a plain dotlist would read `off` as
+        # false)
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        for override in OverridesParser.create().parse_overrides(others):
+            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
+    except Exception as exc:
+        raise ConfigError(f"Cannot apply {' '.join(others)} to the resumed config: {exc}") from None
+    check(cfg, COMMON_RULES)
+    return cfg
 
 
 def _check_newest(path: Path, found: Any) -> None:
@@ -368,6 +437,16 @@ def _main(config_name: str) -> None:
             print(f"Error: {message}", file=sys.stderr)
             sys.exit(2)
         return
+    if distributed.launched():  # one rank of torchrun's processes
+        if "--multirun" in args or "-m" in args:
+            if distributed.is_main():
+                print(
+                    "Error: --multirun under torchrun is not supported: start one torchrun per "
+                    "run (each of them trains data-parallel).",
+                    file=sys.stderr,
+                )
+            sys.exit(2)
+        distributed.init()
     resume = [a for a in args if a.startswith("resume=") and a.split("=", 1)[1] not in ("", "null")]
     if resume:
         try:
@@ -381,6 +460,8 @@ def _main(config_name: str) -> None:
     show_full_errors = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     skip_mode_probe()
+    if distributed.is_follower():
+        sys.argv[1:] = follower_args(args)
     try:
         hydra.main(config_path=str(CONF_DIR), config_name=config_name, version_base="1.3")(_task)()
     except (HydraException, OmegaConfBaseException, yaml.YAMLError, OSError) as exc:

@@ -15,12 +15,12 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner_core import checkpoint
+from runner_core import checkpoint, distributed
 from runner_core.console import Console
 from runner_core.errors import CheckpointError, Interrupted, NonFiniteError
 from runner_core.metrics import METRICS_FILE, MetricLogger, reconcile
 from runner_core.rundir import RunDir
-from runner_core.seeding import rng_state, set_rng_state
+from runner_core.seeding import rng_state, seed_everything, set_rng_state
 
 
 class Session(Protocol):
@@ -41,7 +41,7 @@ class Session(Protocol):
 
 def resume_command(cfg: DictConfig, run_dir: Path) -> str:
     module = "dl_runner" if cfg.algo.family == "dl" else "rl_runner"
-    return f"python -m {module} resume={run_dir}"
+    return f"{distributed.launcher()} -m {module} resume={run_dir}"
 
 
 class Run:
@@ -68,17 +68,7 @@ class Run:
         self.saved: dict[str, int] = {}  # checkpoint name -> step of its last write by this run
         note = None
         if resume is not None:
-            self.step = int(resume["step"])
-            self.elapsed_before = float(resume.get("elapsed", 0.0))
-            try:
-                session.load_state_dict(resume["session"])
-            except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-                raise CheckpointError(
-                    f"The checkpoint does not fit this run's model and optimizer ({exc}). It was "
-                    "written by another version of the runner or for another configuration; "
-                    "start a new run instead of resuming this one."
-                ) from None
-            set_rng_state(resume["rng"])
+            self._restore(resume)
             # before anything is written: metrics.jsonl must match the checkpoint
             note = reconcile(self.dir / METRICS_FILE, _metrics_mark(resume), self.step)
         self.console = Console(cfg.logger.console, self.dir, cfg.logger.print_every_s)
@@ -92,12 +82,34 @@ class Run:
         )
         self.logger.wall_time_before = self.elapsed_before
         self.started = time.time()
-        self._stop_signal: int | None = None
+        self._stop_signal: int | None = None  # the stop the loop acts on
+        self._received: int | None = None  # a signal this process received
+        # data-parallel: a signal stops the run only once every process knows of it (at the same
+        # step, see `distributed.DataParallel.agree`)
+        self._stop_by_agreement = distributed.active()
         self._old_handlers: dict[int, Any] = {}
         # latest.pt every `every_steps` units of progress or `every_minutes` of wall time
         self._ckpt_steps = self.every(int(cfg.checkpoint.every_steps), self.step)
         self._ckpt_seconds = float(cfg.checkpoint.every_minutes) * 60.0
         self._last_save = time.monotonic()
+
+    def _restore(self, resume: dict[str, Any]) -> None:
+        """The session, counters and RNG states of a checkpoint."""
+        self.step = int(resume["step"])
+        self.elapsed_before = float(resume.get("elapsed", 0.0))
+        try:
+            self.session.load_state_dict(resume["session"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(
+                f"The checkpoint does not fit this run's model and optimizer ({exc}). It was "
+                "written by another version of the runner or for another configuration; "
+                "start a new run instead of resuming this one."
+            ) from None
+        rng = distributed.own_rng(resume)
+        if rng is not None:
+            set_rng_state(rng)
+        else:  # a rank > 0 of a run written by another number of processes
+            seed_everything(distributed.seed(int(self.cfg.seed)) + self.step)
 
     # time and signals --------------------------------------------------------------------------
     @property
@@ -108,9 +120,11 @@ class Run:
         """SIGINT/SIGTERM ask the loop to stop at the next safe point; a second SIGINT aborts."""
 
         def handler(signum: int, _frame: Any) -> None:
-            if self._stop_signal is not None and signum == signal.SIGINT:
+            if self._received is not None and signum == signal.SIGINT:
                 raise KeyboardInterrupt
-            self._stop_signal = signum
+            self._received = signum
+            if not self._stop_by_agreement:
+                self._stop_signal = signum
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             # not the main thread (e.g. some sweepers): no handler
@@ -125,6 +139,15 @@ class Run:
     @property
     def stop_requested(self) -> bool:
         return self._stop_signal is not None
+
+    @property
+    def received_signal(self) -> int | None:
+        return self._received
+
+    def request_stop(self, signum: int) -> None:
+        """Stop at the next safe point as if `signum` had arrived (in a data-parallel run, once
+        the processes agree that one of them received it)."""
+        self._stop_signal = signum
 
     def poll(self, step: int) -> None:
         """Call at safe points (between updates): on a stop request checkpoint and raise."""
@@ -173,11 +196,15 @@ class Run:
         """What a checkpoint of the session at `self.step` holds. `mark` is the metrics.jsonl
         mark to store (`MetricLogger.mark`), taken now if not given (a forked evaluation passes
         the one taken when it was forked). Its "session" holds the live tensors: deep-copy that
-        part to keep the snapshot for later."""
+        part to keep the snapshot for later. In a data-parallel run every process calls it at the
+        same point: "rng_ranks" holds each process's RNG states."""
+        rng = rng_state()
+        ranks = distributed.gather(rng)
         return {
             "config": self.config,
             "session": self.session.state_dict(),
-            "rng": rng_state(),
+            "rng": rng,
+            **({"rng_ranks": ranks} if ranks is not None else {}),
             "step": self.step,
             "elapsed": self.elapsed,
             "metrics": mark if mark is not None else self.logger.mark(),
@@ -225,6 +252,65 @@ class Run:
                     raise
         finally:
             self.owner.release()
+
+
+class _Silent:
+    """A console or logger that drops everything."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return _nothing
+
+
+def _nothing(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class FollowerRun(Run):
+    """A rank > 0 of a data-parallel run: it trains in step with rank 0, which owns the
+    directory (`run_dir`, read here only to resume), and writes and prints nothing. It takes
+    part in rank 0's checkpoints (their RNG states) and stops when rank 0 does."""
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        run_dir: Path,
+        session: Session,
+        resume: dict[str, Any] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.config = None
+        self.dir = run_dir
+        self.session = session
+        self.ckpt_dir = self.dir / checkpoint.CHECKPOINT_DIR
+        self.step = 0
+        self.elapsed_before = 0.0
+        self.saved = {}
+        if resume is not None:
+            self._restore(resume)
+        self.console = _Silent()  # type: ignore[assignment]
+        self.logger = _Silent()  # type: ignore[assignment]
+        self.started = time.time()
+        self._stop_signal = None
+        self._received = None
+        self._stop_by_agreement = True
+        self._old_handlers = {}
+        self._ckpt_steps = self.every(int(cfg.checkpoint.every_steps), self.step)
+        self._ckpt_seconds = float(cfg.checkpoint.every_minutes) * 60.0
+        self._last_save = time.monotonic()
+
+    def snapshot(
+        self, extra: dict[str, Any] | None = None, mark: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        distributed.gather(rng_state())
+        return {"session": {}, "step": self.step}
+
+    def write(self, name: str, state: dict[str, Any]) -> Path:
+        if name == checkpoint.LATEST:
+            self._last_save = time.monotonic()
+        return self.ckpt_dir / name
+
+    def close(self, failed: bool = False) -> None:
+        self.restore_signal_handlers()
 
 
 def _metrics_mark(state: dict[str, Any]) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from runner_core import distributed
 from runner_core.errors import ConfigError, StorageError
 from runner_core.rundir import RunDir, claim, is_storage_error, storage_message
 from runner_core.validation import COMMON_RULES, check
@@ -47,16 +48,27 @@ def train(
     `resume` (a loaded checkpoint of that directory) continue it.
 
     A fresh run refused before it starts (bad config, unusable init_from) leaves nothing behind,
-    unless `keep_if_refused` (a sweep job keeps its directory to record why it failed)."""
+    unless `keep_if_refused` (a sweep job keeps its directory to record why it failed).
+
+    In a data-parallel run (torchrun; `runner_core.distributed`) every process calls it: rank 0
+    with the directory it owns, the others with its path, which they only read. Every process
+    returns the same objective."""
     from runner_core.device import resolve_device
     from runner_core.run import Run
     from runner_core.seeding import seed_everything
 
     def start(torch_free: bool) -> Any:
         device = resolve_device(cfg.device.type, cfg.device.threads, torch_free)
-        seed_everything(cfg.seed)
+        if distributed.active():
+            device = distributed.place(device)
+            seed_everything(distributed.seed(cfg.seed))
+        else:
+            seed_everything(cfg.seed)
         return device
 
+    if distributed.is_follower() and distributed.active():
+        path = run_dir.path if isinstance(run_dir, RunDir) else Path(run_dir)
+        return _follow(cfg, path.absolute(), resume, start)
     fresh = resume is None
     owner = (
         run_dir
@@ -65,11 +77,17 @@ def train(
     )
     try:
         check(cfg, COMMON_RULES)
+        distributed.check_config(cfg)
         init = load_init(cfg) if fresh and cfg.get("init_from") else None
         session = load_family(cfg.algo.family).prepare(cfg, start)
         if init is not None:
             apply_init(session, init, cfg)
-        run = Run(cfg, owner, session, resume)
+        opened = False
+        try:
+            run = Run(cfg, owner, session, resume)
+            opened = True
+        finally:  # the other ranks of a data-parallel run go on once the run is open here
+            distributed.share(opened)
     except BaseException:
         if fresh and not keep_if_refused:
             owner.discard()
@@ -125,6 +143,28 @@ def train(
     finally:
         if failed:
             run.close(failed=True)
+
+
+def _follow(cfg: DictConfig, run_dir: Path, resume: dict[str, Any] | None, start: Any) -> float:
+    """`train` on a rank > 0: the same session and steps as rank 0, nothing written."""
+    from runner_core.run import FollowerRun
+
+    check(cfg, COMMON_RULES)
+    distributed.check_config(cfg)
+    init = load_init(cfg) if resume is None and cfg.get("init_from") else None
+    session = load_family(cfg.algo.family).prepare(cfg, start)
+    if init is not None:
+        apply_init(session, init, cfg)
+    if not distributed.share(False):  # rank 0 could not open the run (it reports why)
+        raise distributed.Abandoned("rank 0 did not open the run")
+    run = FollowerRun(cfg, run_dir, session, resume)
+    try:
+        run.install_signal_handlers()
+        startup_done()
+        results = session.fit(run)
+    finally:
+        run.close()
+    return float(results[session.objective_name])
 
 
 def _facts(cfg: DictConfig, session: Any, owner: RunDir) -> dict[str, Any]:
