@@ -141,6 +141,7 @@ class SAC(OffPolicyAlgorithm):
             (), math.log(hp.alpha), device=device, requires_grad=bool(hp.autotune)
         )
         self.alpha_optimizer = adam([self.log_alpha], hp.lr, device) if hp.autotune else None
+        self.actor_learned = self.actor_params + ([self.log_alpha] if hp.autotune else [])
 
         self.buffer = ReplayBuffer(hp.buffer_size, spec.obs, spec.act)
         self.save_buffer = bool(cfg.checkpoint.save_replay_buffer)
@@ -245,16 +246,20 @@ class SAC(OffPolicyAlgorithm):
         actions, log_pi = self.head.rsample(self.actor(obs))
         min_q = self.q_values(self.critics, obs, actions).min(0).values
         actor_loss = (alpha * log_pi - min_q).mean()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward(inputs=self.actor_params)  # no gradients for the critics' weights
-        self.actor_optimizer.step()
-
         log_pi = log_pi.detach()
         stats = [actor_loss.detach(), alpha, -log_pi.mean()]
+        loss, optimizers = actor_loss, [self.actor_optimizer]
         if self.alpha_optimizer is not None:
             alpha_loss = -(self.log_alpha * (log_pi + self.target_entropy)).mean()
-            self.alpha_optimizer.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.alpha_optimizer.step()
             stats.append(alpha_loss.detach())
+            # the two losses share no parameters (log pi is detached here, alpha there), so
+            # one backward of their sum gives each its own gradients
+            loss = loss + alpha_loss
+            optimizers.append(self.alpha_optimizer)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        # only the actor's parameters and log alpha: no gradients for the critics' weights
+        loss.backward(inputs=self.actor_learned)
+        for optimizer in optimizers:
+            optimizer.step()
         return torch.stack(stats)
