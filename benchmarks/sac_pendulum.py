@@ -70,12 +70,19 @@ class Measurement:
     seed: int
     steps: int
     seconds: float  # training plus the final evaluation
+    cpu_seconds: float  # CPU time of this process over the same span
     eval_return: float
     eval_seconds: float | None = None  # SB3: time of the final evaluation, part of `seconds`
 
     @property
     def steps_per_s(self) -> float:
         return self.steps / self.seconds
+
+    @property
+    def steps_per_cpu_s(self) -> float:
+        """Steps per CPU second: on a machine that other processes share, what this process
+        got of the CPU varies from run to run, and this figure leaves that out."""
+        return self.steps / self.cpu_seconds
 
 
 def sides() -> list[Side]:
@@ -125,12 +132,13 @@ def run_ours(seed: int, steps: int, repeat: int) -> Measurement:
         tempfile.TemporaryDirectory(prefix="bench_sac_pendulum_") as tmp,
     ):
         run_dir = Path(tmp) / "run"
-        start = time.perf_counter()
+        cpu, start = common.own_cpu_seconds(), time.perf_counter()
         objective = train(cfg, run_dir=run_dir)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, common.own_cpu_seconds() - cpu
         summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
         assert summary["device"] == "cpu", summary["device"]
-    return Measurement(OURS, repeat, seed, int(summary["global_step"]), elapsed, objective)
+    steps = int(summary["global_step"])
+    return Measurement(OURS, repeat, seed, steps, elapsed, cpu, objective)
 
 
 def make_sb3_sac(seed: int) -> tuple[SB3_SAC, object]:
@@ -153,13 +161,13 @@ def run_sb3(side: Side, seed: int, steps: int, repeat: int) -> Measurement:
     with torch_threads(side.threads):
         model, envs = make_sb3_sac(seed)
         eval_env = make_vec_env(ENV_ID, n_envs=1, seed=seed + EVAL_SEED_OFFSET)
-        start = time.perf_counter()
+        cpu, start = common.own_cpu_seconds(), time.perf_counter()
         model.learn(total_timesteps=steps)
         learned = time.perf_counter()
         mean_return, _std = evaluate_policy(
             model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True
         )
-        end = time.perf_counter()
+        end, cpu = time.perf_counter(), common.own_cpu_seconds() - cpu
         assert torch.get_num_threads() == side.threads
         envs.close()
         eval_env.close()
@@ -169,6 +177,7 @@ def run_sb3(side: Side, seed: int, steps: int, repeat: int) -> Measurement:
         seed,
         int(model.num_timesteps),
         end - start,
+        cpu,
         float(mean_return),
         eval_seconds=end - learned,
     )
@@ -184,7 +193,8 @@ def describe(m: Measurement) -> str:
     extra = "" if m.eval_seconds is None else f"  (final eval {m.eval_seconds:.2f} s)"
     return (
         f"  repeat {m.repeat + 1}  {m.side:<10} seed {m.seed}  {m.steps:>7,} steps  "
-        f"{m.seconds:7.2f} s  {m.steps_per_s:8.1f} steps/s  eval {m.eval_return:7.1f}{extra}"
+        f"{m.seconds:7.2f} s  {m.steps_per_s:8.1f} steps/s  {m.steps_per_cpu_s:8.1f} steps/CPU s"
+        f"  eval {m.eval_return:7.1f}{extra}"
     )
 
 
@@ -221,6 +231,7 @@ def run(opts: common.Options, ctx: common.Context) -> common.Result:
         else:
             label = f"default threads ({side.threads})"
         peer_sps = med(side.key, "steps_per_s")
+        cpu_ratio = med(OURS, "steps_per_cpu_s") / med(side.key, "steps_per_cpu_s")
         rows.append(
             common.Row(
                 benchmark=f"SAC Pendulum-v1 training, RL Zoo preset, {steps:,} steps",
@@ -228,30 +239,41 @@ def run(opts: common.Options, ctx: common.Context) -> common.Result:
                 peer_figure=common.rate(peer_sps),
                 ours=common.rate(ours_sps),
                 ratio=common.ratio(ours_sps / peer_sps),
-                notes=f"ours at device.threads=1; final eval (peer / ours) "
-                f"{med(side.key, 'eval_return'):.1f} / {med(OURS, 'eval_return'):.1f}",
+                notes=f"ours at device.threads=1; per CPU second {cpu_ratio:.2f}x; final eval "
+                f"(peer / ours) {med(side.key, 'eval_return'):.1f} / "
+                f"{med(OURS, 'eval_return'):.1f}",
             )
         )
     per_run = sorted(results, key=lambda m: (m.repeat, [s.key for s in all_sides].index(m.side)))
     details = [
         f"{steps:,} env steps per run (RL Zoo trains {ZOO_STEPS:,}); medians over {repeats} "
-        "repeat(s). Ratio = ours / peer steps/s. Eval = mean return of the final policy over 20 "
-        "deterministic episodes (0 is the maximum; after 5,000 steps neither side has converged, "
-        "so it only shows that both learn).",
+        "repeat(s). Ratio = ours / peer steps/s (wall time; the notes give it per CPU second "
+        "of this process as well, which leaves out how much of the CPUs other processes took). "
+        "Eval = mean return of the final policy over 20 deterministic episodes (0 is the "
+        "maximum; after 5,000 steps neither side has converged, so it only shows that both "
+        "learn).",
         "",
         *common.table(
-            ("Side", "torch threads", "Steps/s (median)", "Time (s, median)", "Eval (median)"),
+            (
+                "Side",
+                "torch threads",
+                "Steps/s (median)",
+                "Steps/CPU s (median)",
+                "Time (s, median)",
+                "Eval (median)",
+            ),
             (
                 (
                     OURS if s.threads is None else SB3,
                     "1 (device.threads)" if s.threads is None else s.threads,
                     f"{med(s.key, 'steps_per_s'):,.1f}",
+                    f"{med(s.key, 'steps_per_cpu_s'):,.1f}",
                     f"{med(s.key, 'seconds'):.2f}",
                     f"{med(s.key, 'eval_return'):.1f}",
                 )
                 for s in all_sides
             ),
-            "lrrrr",
+            "lrrrrr",
         ),
         "",
         "Every run:",
@@ -263,6 +285,7 @@ def run(opts: common.Options, ctx: common.Context) -> common.Result:
                 "Side",
                 "Env steps",
                 "Time (s)",
+                "CPU (s)",
                 "of which final eval (s)",
                 "Steps/s",
                 "Eval return",
@@ -274,13 +297,14 @@ def run(opts: common.Options, ctx: common.Context) -> common.Result:
                     m.side,
                     f"{m.steps:,}",
                     f"{m.seconds:.2f}",
+                    f"{m.cpu_seconds:.2f}",
                     "not timed apart" if m.eval_seconds is None else f"{m.eval_seconds:.2f}",
                     f"{m.steps_per_s:,.1f}",
                     f"{m.eval_return:.1f}",
                 )
                 for m in per_run
             ),
-            "rrlrrrrr",
+            "rrlrrrrrr",
         ),
         "",
         "How it is measured:",
