@@ -30,7 +30,11 @@ from tests.conftest import assert_continuous, compose_cfg, read_metrics, read_su
 
 CPU = torch.device("cpu")
 # a short run: small networks, learning after 100 random steps
+# SAC's own per-step cadence (conftest's quick-run keys would set others)
+CADENCE = ("algo.train_freq=1", "algo.gradient_steps=1", "algo.target_update_interval=1")
 FAST_SAC = (
+    *CADENCE,
+    "env.num_envs=1",
     "algo.total_steps=300",
     "algo.learning_starts=100",
     "algo.batch_size=32",
@@ -41,7 +45,7 @@ FAST_SAC = (
 
 def make_sac(*overrides: str, env: str = "pendulum", seed: int = 0) -> SAC:
     cfg = compose_cfg(["algo=sac", f"env={env}", "network.hidden=[16,16]", "algo.gamma=0.9",
-                       *overrides])  # fmt: skip
+                       *CADENCE, *overrides])  # fmt: skip
     torch.manual_seed(0)
     return SAC(cfg, env_spec(cfg.env), CPU, seed=seed)
 
