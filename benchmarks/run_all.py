@@ -21,9 +21,12 @@ import common
 
 common.default_torch_threads()  # note torch's default before any benchmark changes it
 
+import a2c_cartpole  # noqa: E402
+import dl_digits  # noqa: E402
 import env_limit  # noqa: E402
 import overhead  # noqa: E402
 import ppo_cartpole  # noqa: E402
+import sac_pendulum  # noqa: E402
 import startup  # noqa: E402
 import time_to_solve  # noqa: E402
 
@@ -37,6 +40,9 @@ BENCHMARKS: dict[str, Callable[[common.Options, common.Context], common.Result]]
     overhead.NAME: overhead.run,
     time_to_solve.NAME: time_to_solve.run,
     startup.NAME: startup.run,
+    a2c_cartpole.NAME: a2c_cartpole.run,
+    sac_pendulum.NAME: sac_pendulum.run,
+    dl_digits.NAME: dl_digits.run,
 }
 
 
