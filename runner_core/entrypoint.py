@@ -401,7 +401,7 @@ def help_text(config_name: str, overrides: list[str]) -> str:
     groups = sorted(
         (str(d.relative_to(CONF_DIR)), sorted(f.stem for f in d.glob("*.yaml")))
         for d in CONF_DIR.rglob("*")
-        if d.is_dir() and d.name != "hydra" and any(d.glob("*.yaml"))
+        if d.is_dir() and d.relative_to(CONF_DIR).parts[0] != "hydra" and any(d.glob("*.yaml"))
     )
     picked = [(g, o) for g, o in groups if not g.startswith("tuned")]
     presets = [f"{g}: {', '.join(o)}" for g, o in groups if g.startswith("tuned")]
