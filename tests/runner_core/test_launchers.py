@@ -34,7 +34,6 @@ TINY_PPO = ("algo.total_steps=512", "env.num_envs=2", "algo.num_steps=64", "algo
 # long enough that two jobs started together are still training when the other starts
 LONGER_PPO = (*TINY_PPO, "algo.total_steps=4096", "eval.every_steps=0")
 TINY_DL = ("algo.epochs=1", "logger.console=off", "device=cpu")
-SLOW_RUN = 900  # seconds before a hung sweep is given up (never reached by one that works)
 
 
 def has(module: str) -> bool:
@@ -84,7 +83,7 @@ def overrides(job: Path) -> list[str]:
 @joblib_extra
 def test_joblib_runs_two_jobs_at_once(tmp_path):
     result = run_cli("rl_runner", "--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                     "seed=0,1", *LONGER_PPO, cwd=tmp_path, timeout=SLOW_RUN)  # fmt: skip
+                     "seed=0,1", *LONGER_PPO, cwd=tmp_path)  # fmt: skip
     assert result.rc == 0, result.output
     jobs = job_dirs(the_sweep(tmp_path))
     assert [read_summary(job)["seed"] for job in jobs] == [0, 1]
@@ -101,7 +100,7 @@ def test_joblib_runs_two_jobs_at_once(tmp_path):
 @joblib_extra
 def test_joblib_sweep_with_a_failed_job_runs_the_others_and_names_it(tmp_path):
     result = run_cli("rl_runner", "--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                     "algo.lr=1e-3,0,3e-4", *TINY_PPO, cwd=tmp_path, timeout=SLOW_RUN)  # fmt: skip
+                     "algo.lr=1e-3,0,3e-4", *TINY_PPO, cwd=tmp_path)  # fmt: skip
     assert result.rc == 1, result.output
     assert "1 job(s) of the sweep failed" in result.stderr
     assert "#1 (algo.lr=0 " in result.stderr
@@ -122,7 +121,7 @@ def test_joblib_sweep_with_a_failed_job_runs_the_others_and_names_it(tmp_path):
 @slurm_extra
 def test_submitit_local_runs_a_sweep_in_separate_processes(tmp_path):
     result = run_cli("rl_runner", "--multirun", "hydra/launcher=submitit_local", "seed=0,1",
-                     *TINY_PPO, cwd=tmp_path, timeout=SLOW_RUN)  # fmt: skip
+                     *TINY_PPO, cwd=tmp_path)  # fmt: skip
     assert result.rc == 0, result.output
     jobs = job_dirs(the_sweep(tmp_path))
     assert [read_summary(job)["seed"] for job in jobs] == [0, 1]
@@ -134,7 +133,7 @@ def test_submitit_local_runs_a_sweep_in_separate_processes(tmp_path):
 @slurm_extra
 def test_submitit_local_reports_a_failed_job(tmp_path):
     result = run_cli("rl_runner", "--multirun", "hydra/launcher=submitit_local", "algo.lr=0,1e-3",
-                     *TINY_PPO, cwd=tmp_path, timeout=SLOW_RUN)  # fmt: skip
+                     *TINY_PPO, cwd=tmp_path)  # fmt: skip
     assert result.rc == 1, result.output
     assert "1 job(s) of the sweep failed" in result.stderr and "#0 (algo.lr=0 " in result.stderr
     jobs = job_dirs(the_sweep(tmp_path))
@@ -224,7 +223,7 @@ def group_alive(pgid: int) -> bool:
 def test_ray_launcher_runs_a_sweep_on_a_ray_cluster(tmp_path, ray_head):
     result = run_cli("rl_runner", "--multirun", "hydra/launcher=ray_cluster",
                      f"hydra.launcher.ray.init.address={ray_head}", "seed=0,1", *TINY_PPO,
-                     cwd=tmp_path, timeout=SLOW_RUN, env=RAY_LOOPBACK)  # fmt: skip
+                     cwd=tmp_path, env=RAY_LOOPBACK)  # fmt: skip
     assert result.rc == 0, result.output
     assert f"Connecting to existing Ray cluster at address: {ray_head}" in result.output
     jobs = job_dirs(the_sweep(tmp_path))
@@ -278,7 +277,7 @@ def params_of(job: Path, names: list[str]) -> dict[str, Any]:
 def test_optuna_sweep_finds_the_best_trial(tmp_path):
     result = run_cli("dl_runner", "--multirun", "hparams_search=supervised_digits",
                      "hydra.sweeper.n_trials=6", *TINY_DL,
-                     cwd=tmp_path, timeout=SLOW_RUN)  # fmt: skip
+                     cwd=tmp_path)  # fmt: skip
     assert result.rc == 0, result.output
     sweep = the_sweep(tmp_path)
     jobs = job_dirs(sweep)
@@ -302,7 +301,7 @@ def test_optuna_tells_failed_trials_as_failed_and_goes_on(tmp_path):
     # a search space where some trials are refused (algo.lr=0): their jobs return NaN
     result = run_cli("dl_runner", "--multirun", "hparams_search=supervised_digits",
                      "hydra.sweeper.n_trials=4", "algo.lr=choice(0,0.001)", *TINY_DL,
-                     cwd=tmp_path, timeout=SLOW_RUN)  # fmt: skip
+                     cwd=tmp_path)  # fmt: skip
     assert result.rc == 1, result.output
     assert "Failed experiment: ConfigError: Config key 'algo.lr' has the value 0" in result.output
     assert "Traceback" not in result.output
@@ -323,8 +322,8 @@ def test_optuna_tells_failed_trials_as_failed_and_goes_on(tmp_path):
 @optuna_extra
 def test_optuna_study_whose_every_trial_failed_ends_with_the_failures(tmp_path):
     result = run_cli("dl_runner", "--multirun", "hparams_search=supervised_digits",
-                     "hydra.sweeper.n_trials=2", "algo.lr=choice(0)", *TINY_DL, cwd=tmp_path,
-                     timeout=SLOW_RUN)  # fmt: skip
+                     "hydra.sweeper.n_trials=2", "algo.lr=choice(0)", *TINY_DL,
+                     cwd=tmp_path)  # fmt: skip
     assert result.rc == 1, result.output
     assert "No trial of the study succeeded" in result.output
     assert "2 job(s) of the sweep failed" in result.stderr
@@ -336,7 +335,7 @@ def test_optuna_study_whose_every_trial_failed_ends_with_the_failures(tmp_path):
 def test_optuna_direction_against_the_objective_is_refused(tmp_path):
     result = run_cli("dl_runner", "--multirun", "hparams_search=supervised_digits",
                      "hydra.sweeper.n_trials=1", "hydra.sweeper.direction=minimize", *TINY_DL,
-                     cwd=tmp_path, timeout=SLOW_RUN)  # fmt: skip
+                     cwd=tmp_path)  # fmt: skip
     assert result.rc == 2, result.output
     assert "hydra.sweeper.direction is minimize, but the jobs' objective val/acc" in result.stderr
     assert "hydra.sweeper.direction=maximize" in result.stderr
