@@ -1,5 +1,5 @@
-"""Hydra callbacks for the launchers that run a sweep's jobs in other processes (the joblib,
-slurm and ray extras; see the README's "Sweeps: launchers and Optuna")."""
+"""A Hydra callback for the launchers that run a sweep's jobs in other processes (the joblib
+and ray extras; see the README's "Sweeps: launchers and Optuna")."""
 
 from __future__ import annotations
 
@@ -10,17 +10,19 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 
-class ReleaseJoblibWorkers(Callback):
-    """Ends the joblib launcher's worker processes once the sweep is over.
+class ReleaseWorkers(Callback):
+    """Ends what a launcher started for the sweep once the sweep is over.
 
-    joblib keeps its loky workers for the next parallel call and ends them only at the
-    interpreter's exit or after 300 s idle; the entrypoint ends the process without that teardown
-    (`runner_core.entrypoint.exit_now`), so without this the workers outlived the sweep by five
-    minutes, holding its stdout and stderr open (a `| tee` or a captured subprocess waited for
-    them)."""
+    Both launchers below count on the interpreter's exit to clean up, which the entrypoint skips
+    (`runner_core.entrypoint.exit_now` ends the process at once). joblib keeps its worker
+    processes for a next parallel call and ends them after 300 s idle: they outlived the sweep
+    by five minutes, holding its stdout and stderr open (a `| tee`, or a test capturing the
+    output, waited for them). A Ray that `hydra/launcher=ray` started on this machine left two
+    of its agents running for good; connected to a cluster, Ray only disconnects."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         release_joblib_workers()
+        release_ray()
 
 
 def release_joblib_workers() -> None:
@@ -35,3 +37,9 @@ def release_joblib_workers() -> None:
         terminate(kill_workers=False)
     else:
         executor.shutdown(wait=True)
+
+
+def release_ray() -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import math
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -165,8 +166,15 @@ def free_port() -> int:
 
 
 # Ray on this machine alone: its processes talk over 127.0.0.1 instead of the address of the
-# machine's network interface (Ray's single-machine mode, as on macOS and Windows)
-RAY_LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# machine's network interface (Ray's single-machine mode, as on macOS and Windows), with a token
+# of the tests' own (Ray otherwise reads or writes ~/.ray/auth_token, which a Ray started by
+# ray.init() creates and a later `ray start` then requires of its clients)
+RAY_LOOPBACK = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "token",
+    "RAY_AUTH_TOKEN": secrets.token_hex(32),
+}
 
 
 @pytest.fixture
@@ -230,6 +238,39 @@ def test_ray_launcher_runs_a_sweep_on_a_ray_cluster(tmp_path, ray_head):
     assert [read_summary(job)["seed"] for job in jobs] == [0, 1]
     for job in jobs:
         assert_run_dir(job)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """The processes whose command line holds `text`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and text.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+    return found
+
+
+@ray_extra
+def test_ray_launcher_runs_a_sweep_on_a_ray_of_its_own(tmp_path):
+    """hydra/launcher=ray starts a Ray on this machine for the sweep, which ends with it."""
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Unix socket paths must stay short
+    try:
+        result = run_cli("rl_runner", "--multirun", "hydra/launcher=ray",
+                         f"++hydra.launcher.ray.init._temp_dir={temp_dir}",
+                         "++hydra.launcher.ray.init.num_cpus=2",
+                         "++hydra.launcher.ray.init.include_dashboard=false", "seed=0,1",
+                         *TINY_PPO, cwd=tmp_path, env=RAY_LOOPBACK)  # fmt: skip
+        assert result.rc == 0, result.output
+        assert "Started a local Ray instance" in result.output
+        jobs = job_dirs(the_sweep(tmp_path))
+        assert [read_summary(job)["seed"] for job in jobs] == [0, 1]
+        left = processes_mentioning(temp_dir)
+        assert left == [], f"Ray's processes outlived the sweep: {left}"
+    finally:
+        for pid in processes_mentioning(temp_dir):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 # failures of jobs in other processes -----------------------------------------------------------
