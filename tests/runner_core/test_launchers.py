@@ -252,18 +252,21 @@ def processes_mentioning(text: str) -> list[int]:
 
 @ray_extra
 def test_ray_launcher_runs_a_sweep_on_a_ray_of_its_own(tmp_path):
-    """hydra/launcher=ray starts a Ray on this machine for the sweep, which ends with it."""
+    """hydra/launcher=ray starts a Ray on this machine for the sweep, which ends with it; a job
+    that failed in a Ray worker is reported."""
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Unix socket paths must stay short
     try:
         result = run_cli("rl_runner", "--multirun", "hydra/launcher=ray",
                          f"++hydra.launcher.ray.init._temp_dir={temp_dir}",
                          "++hydra.launcher.ray.init.num_cpus=2",
-                         "++hydra.launcher.ray.init.include_dashboard=false", "seed=0,1",
-                         *TINY_PPO, cwd=tmp_path, env=RAY_LOOPBACK)  # fmt: skip
-        assert result.rc == 0, result.output
+                         "++hydra.launcher.ray.init.include_dashboard=false",
+                         "algo.lr=1e-3,0", *TINY_PPO, cwd=tmp_path, env=RAY_LOOPBACK)  # fmt: skip
+        assert result.rc == 1, result.output
         assert "Started a local Ray instance" in result.output
+        assert "1 job(s) of the sweep failed" in result.stderr and "#1 (algo.lr=0 " in result.stderr
         jobs = job_dirs(the_sweep(tmp_path))
-        assert [read_summary(job)["seed"] for job in jobs] == [0, 1]
+        assert_run_dir(jobs[0])
+        assert json.loads((jobs[1] / FAILED_FILE).read_text())["kind"] == "ConfigError"
         left = processes_mentioning(temp_dir)
         assert left == [], f"Ray's processes outlived the sweep: {left}"
     finally:
