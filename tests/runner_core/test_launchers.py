@@ -44,19 +44,20 @@ def has(module: str) -> bool:
         return False
 
 
-def needs(extra: str, *modules: str) -> pytest.MarkDecorator:
+def needs(extra: str, *modules: str, then: str = "") -> pytest.MarkDecorator:
     missing = [m for m in modules if not has(m)]
     return pytest.mark.skipif(
         bool(missing),
         reason=f"the {extra} extra is not installed (cannot import {', '.join(missing)}): "
-        f"pip install 'rl-runner[{extra}]'",
+        f"pip install 'rl-runner[{extra}]'{then}",
     )
 
 
 joblib_extra = needs("joblib", "joblib", "hydra_plugins.hydra_joblib_launcher")
 slurm_extra = needs("slurm", "submitit", "hydra_plugins.hydra_submitit_launcher")
 ray_extra = needs("ray", "ray", "hydra_plugins.hydra_ray_launcher")
-optuna_extra = needs("optuna", "optuna", "hydra_plugins.hydra_optuna_sweeper")
+optuna_extra = needs("optuna", "optuna", "hydra_plugins.hydra_optuna_sweeper",
+                     then=" && pip install --no-deps hydra-optuna-sweeper==1.3.0")  # fmt: skip
 
 
 def the_sweep(cwd: Path) -> Path:
@@ -142,10 +143,9 @@ def test_submitit_local_reports_a_failed_job(tmp_path):
     assert_run_dir(jobs[1])
 
 
+@slurm_extra
 def test_slurm_launcher_takes_partition_time_and_gpus():
     """The README's Slurm settings are the plugin's config keys (composed, not submitted)."""
-    if not has("hydra_plugins.hydra_submitit_launcher"):
-        pytest.skip("the slurm extra is not installed: pip install 'rl-runner[slurm]'")
     from hydra import compose, initialize_config_dir
 
     keys = ("hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=240",
