@@ -5,11 +5,14 @@ TORCH ?= 2.13.0
 # Extra pip arguments for torch, e.g. TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
 TORCH_INDEX ?=
 ARGS ?=
+# the extras `make install` installs; test-ray uses its own venv with the ray extra as well
+EXTRAS ?= dev
+OPTUNA_SWEEPER ?= 1.3.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install.stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format tensorboard bench clean-outputs
+.PHONY: help install train test test-fast test-ray lint format tensorboard bench clean-outputs
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -20,7 +23,9 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet "torch==$(TORCH)" $(TORCH_INDEX)
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	@# Hydra's Optuna sweeper without its optuna<3 pin (see the optuna extra in pyproject.toml)
+	$(BIN)/pip install --quiet --no-deps "hydra-optuna-sweeper==$(OPTUNA_SWEEPER)"
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the project (torch==$(TORCH))
@@ -33,6 +38,9 @@ test: $(STAMP) ## run the whole test suite, convergence tests included
 
 test-fast: $(STAMP) ## run the fast tests only (skip the slow convergence tests)
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+test-ray: ## the launcher tests with Ray too, in a venv of their own (.venv-ray: dev and ray extras)
+	$(MAKE) test VENV=.venv-ray EXTRAS=dev,ray ARGS="tests/runner_core/test_launchers.py"
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -164,14 +164,26 @@ def record_failure(job_dir: Path, error: str, kind: str, trace: str | None = Non
 
 
 def report_failed_jobs() -> None:
-    """After a --multirun: name the jobs that failed and exit 1 (the others ran to the end)."""
-    if not FAILED_JOBS:
+    """After a --multirun: name the jobs that failed and exit 1 (the others ran to the end).
+
+    The jobs that this process ran are in FAILED_JOBS; those that a launcher ran in other
+    processes or on other machines (joblib, submitit, Ray) are known by the failed.json they
+    wrote in this sweep's directory (`SweepDirRecorder`)."""
+    failed: dict[str, dict[str, Any]] = {}
+    for job in FAILED_JOBS:
+        failed.setdefault(os.path.realpath(job["run_dir"]), job)
+    for sweep_dir, before in SWEEPS:
+        for path, record in new_failures(sweep_dir, before):
+            failed.setdefault(os.path.realpath(path.parent), record)
+    FAILED_JOBS.clear()
+    SWEEPS.clear()
+    if not failed:
         return
+    jobs = sorted(failed.values(), key=lambda job: (job["job"] is None, job["job"] or 0))
     lines = [
         f"  #{job['job']} ({' '.join(job['overrides']) or 'no overrides'}): {job['error']}"
-        for job in FAILED_JOBS
+        for job in jobs
     ]
-    FAILED_JOBS.clear()
     print(
         f"{len(lines)} job(s) of the sweep failed; the others ran to completion. Each failed "
         f"job's directory holds its {FAILED_FILE}:\n" + "\n".join(lines),
@@ -179,6 +191,42 @@ def report_failed_jobs() -> None:
         flush=True,
     )
     sys.exit(1)
+
+
+# the sweeps of this process: each one's directory, with the failed.json files that were there
+# before it started (path -> modification time), which are not its own
+SWEEPS: list[tuple[Path, dict[Path, int]]] = []
+
+
+def failed_files(sweep_dir: Path) -> dict[Path, int]:
+    """The failed.json files of the job directories under a sweep directory, with their
+    modification times (ns). A job directory's own folders are not searched."""
+    found: dict[Path, int] = {}
+    for folder, dirs, files in os.walk(sweep_dir):
+        if HYDRA_SUBDIR in dirs or FAILED_FILE in files:  # a job's directory
+            dirs.clear()
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if FAILED_FILE in files:
+            path = Path(folder) / FAILED_FILE
+            with contextlib.suppress(OSError):
+                found[path] = path.stat().st_mtime_ns
+    return found
+
+
+def new_failures(sweep_dir: Path, before: dict[Path, int]) -> list[tuple[Path, dict[str, Any]]]:
+    """The failed.json files written under `sweep_dir` since `before` was taken, read."""
+    records = []
+    for path, mtime in failed_files(sweep_dir).items():
+        if before.get(path) == mtime:
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            job = {k: record[k] for k in ("job", "overrides", "error")}
+        except (OSError, ValueError, TypeError, KeyError):
+            job = {"job": None, "overrides": [], "error": f"see {path} (unreadable)"}
+        job["run_dir"] = str(path.parent)
+        records.append((path, job))
+    return records
 
 
 def fail(err: RunnerError) -> None:
@@ -353,7 +401,7 @@ def help_text(config_name: str, overrides: list[str]) -> str:
     groups = sorted(
         (str(d.relative_to(CONF_DIR)), sorted(f.stem for f in d.glob("*.yaml")))
         for d in CONF_DIR.rglob("*")
-        if d.is_dir() and d.name != "hydra" and any(d.glob("*.yaml"))
+        if d.is_dir() and d.relative_to(CONF_DIR).parts[0] != "hydra" and any(d.glob("*.yaml"))
     )
     picked = [(g, o) for g, o in groups if not g.startswith("tuned")]
     presets = [f"{g}: {', '.join(o)}" for g, o in groups if g.startswith("tuned")]
@@ -509,12 +557,14 @@ class SweepDirRecorder(Callback):
     """A Hydra callback (conf/hydra/default.yaml): notes the sweep directory a --multirun is
     about to create. Hydra's launcher writes the sweep's multirun.yaml there before it composes
     the first job, so a sweep refused at that job (`algo=foo,ppo`, `algo.lr=0,1e-3`) would leave
-    a directory of a sweep that never ran; `discard_refused_sweeps` removes it."""
+    a directory of a sweep that never ran; `discard_refused_sweeps` removes it. Notes too which
+    failed.json files were there already, so that `report_failed_jobs` reports this sweep's."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # the launcher's own directory: the `now` resolver is cached per config
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
         SWEEP_DIRS.append(sweep_dir)
+        SWEEPS.append((sweep_dir, failed_files(sweep_dir)))
         missing = []
         for folder in (sweep_dir, *sweep_dir.parents):
             if folder.exists():

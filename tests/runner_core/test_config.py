@@ -15,7 +15,9 @@ from tests.conftest import compose_cfg, options
 
 PRIMARY = ("train", "dl")
 GROUPS = sorted(
-    p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("tuned", "hydra")
+    p.name
+    for p in CONF_DIR.iterdir()
+    if p.is_dir() and p.name not in ("tuned", "hydra", "hparams_search")
 )
 GROUP_OPTIONS = [(g, o) for g in GROUPS for o in options(g)]
 
