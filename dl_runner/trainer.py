@@ -128,6 +128,7 @@ class DLTrainer:
     def fit(self, run: Run) -> dict[str, float]:
         cfg, task, replicas = self.cfg, self.task, self.replicas
         batch_size = cfg.algo.batch_size
+        log_every = int(cfg.logger.log_every_steps)  # train/loss every N optimizer steps
         shard = None
         if replicas is not None:
             replicas.wrap()
@@ -152,8 +153,9 @@ class DLTrainer:
                     if replicas is not None:
                         due = replicas.agree(run, stats, len(x), due)
                     run.check_finite(step, stats)
-                    run.log(step, {"train/loss": stats["loss"], "train/lr": stats["lr"]})
-                    run.console.update(step, epoch=self.epoch + 1, loss=stats["loss"])
+                    if step % log_every == 0:
+                        run.log(step, {"train/loss": stats["loss"], "train/lr": stats["lr"]})
+                        run.console.update(step, epoch=self.epoch + 1, loss=stats["loss"])
                     run.step = step
                     if run.stop_requested:
                         self._save_best(run)
@@ -238,8 +240,8 @@ class DLTrainer:
 
     @torch.no_grad()
     def _log_images(self, run: Run, split: str, step: int, files: bool) -> None:
-        if not distributed.is_main():  # only rank 0 logs
-            return
+        if not distributed.is_main() or type(self.task).images is Task.images:
+            return  # only rank 0 logs; a task without images has none
         dataset = getattr(self.data, split)
         self.task.train(False)
         x, y = dataset.tensors[0][:64], dataset.tensors[1][:64]

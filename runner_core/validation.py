@@ -124,6 +124,7 @@ COMMON_RULES: tuple[Rule, ...] = (
     positive("logger.print_every_s"),
     boolean("logger.print_config"),
     positive_int("logger.log_every_updates"),
+    positive_int("logger.log_every_steps"),
     non_negative_int("checkpoint.every_steps"),
     non_negative("checkpoint.every_minutes"),
     Rule(

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
-from dl_runner.data import BatchOrder
+from dl_runner.data import Minibatches
 from dl_runner.trainer import _check_shards
 from runner_core import checkpoint
 from runner_core.entrypoint import follower_args
@@ -35,7 +36,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 # dropout off: a process's dropout masks depend on its share of the batch
-DDP = ("logger.console=off", "device=cpu", "algo.epochs=2", "network.dropout=0.0")
+DDP = ("logger.console=off", "device=cpu", "algo.epochs=2", "network.dropout=0.0",
+       "logger.log_every_steps=1")  # fmt: skip
 STEPS = 40  # 2 epochs of ceil(1259 / 64) steps; the last step of an epoch has 43 examples
 TIMEOUT = 900  # a hang guard only: the work is bounded by the steps
 
@@ -69,7 +71,9 @@ def losses(run_dir: Path) -> list[float]:
 
 def test_two_processes_match_one_process_with_the_same_global_batch(ddp_run, tmp_path):
     _, ddp_dir, _ = ddp_run
-    run_train(compose_cfg(["network.dropout=0.0"], "dl"), tmp_path / "one")
+    run_train(
+        compose_cfg(["network.dropout=0.0", "logger.log_every_steps=1"], "dl"), tmp_path / "one"
+    )
     one, two = losses(tmp_path / "one"), losses(ddp_dir)
     assert len(one) == len(two) == STEPS
     # measured: at most 2e-7 relative over the 40 steps (summation order only)
@@ -144,8 +148,10 @@ def test_interrupted_run_resumes_in_place(ddp_run, tmp_path):
 # without torchrun -------------------------------------------------------------------------------
 def test_batch_order_gives_each_rank_a_piece_of_every_batch():
     order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
-    whole = list(BatchOrder(order, 4, first=1))
-    pieces = [list(BatchOrder(order, 4, first=1, shard=(r, 3))) for r in range(3)]
+    examples = TensorDataset(torch.arange(10))
+    whole = [x for (x,) in Minibatches(examples, order, 4, first=1)]
+    pieces = [[x for (x,) in Minibatches(examples, order, 4, first=1, shard=(r, 3))]
+              for r in range(3)]  # fmt: skip
     for i, batch in enumerate(whole):
         joined = torch.cat([rank_pieces[i] for rank_pieces in pieces])
         assert torch.equal(joined, batch)
