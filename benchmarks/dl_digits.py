@@ -83,7 +83,7 @@ def epoch_cost(side: Callable[[int, int], float], seed: int, short: int, long: i
 
 
 def run(opts: common.Options, ctx: common.Context) -> common.Result:
-    repeats = opts.reps(5)
+    repeats = opts.reps(9)  # epochs are ~25 ms: single repeats vary by +-15%
     long = 10 if opts.quick else common.compose_dl([]).algo.epochs
     short = max(2, long // 6)
     print(f"[{NAME}] {repeats} repeat(s) of {short} and {long} epochs each side", flush=True)
@@ -119,7 +119,8 @@ def run(opts: common.Options, ctx: common.Context) -> common.Result:
         ),
         "",
         "Per epoch the runner's side includes the validation pass and its metrics, TensorBoard "
-        "events and metrics.jsonl rows for every minibatch, the best epoch's state kept in "
+        "events and metrics.jsonl rows every `logger.log_every_steps` minibatches, the best "
+        "epoch's state kept in "
         "memory, the checkpoint cadence and the plain console; the bare loop has none of "
         "these.",
     ]

@@ -203,7 +203,7 @@ def test_a_setting_that_learns_nothing_is_warned_about(tmp_path):
     assert result.rc == 0, result.stderr
     warnings = [ln for ln in result.stderr.splitlines() if ln.startswith("Warning:")]
     assert len(warnings) == 1
-    assert "algo.learning_starts (10,000) >= algo.total_steps (300)" in warnings[0]
+    assert "algo.learning_starts (1,000) >= algo.total_steps (300)" in warnings[0]
 
 
 def test_hparams_of_a_sweep_list_the_swept_keys_first(tmp_path):

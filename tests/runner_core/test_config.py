@@ -156,11 +156,15 @@ def test_ppo_cartpole_preset_values():
 
 
 def test_presets_do_not_leak_to_other_pairs():
-    ppo_acrobot = compose_cfg(["algo=ppo", "env=acrobot"], fast=False)
-    assert ppo_acrobot.algo.num_steps == _yaml(CONF_DIR / "algo" / "ppo.yaml")["num_steps"] == 128
+    # cem has a CartPole preset (a 16-unit network) and none for Acrobot
+    cem_acrobot = compose_cfg(["algo=cem", "env=acrobot"], fast=False)
+    assert cem_acrobot.algo.generations == _yaml(CONF_DIR / "algo" / "cem.yaml")["generations"]
+    assert list(cem_acrobot.network.hidden) == [64, 64]
+    assert list(compose_cfg(["algo=cem", "env=cartpole"], fast=False).network.hidden) == [16]
+    # two presets of one algo each keep their own values
     dqn_acrobot = compose_cfg(["algo=dqn", "env=acrobot"], fast=False)
-    assert dqn_acrobot.algo.learning_starts == 10000
-    assert list(dqn_acrobot.network.hidden) == [64, 64]
+    assert dqn_acrobot.algo.train_freq == 4
+    assert dqn_acrobot.algo.target_update_interval == 250
     dqn_cartpole = compose_cfg(["algo=dqn", "env=cartpole"], fast=False)
     assert dqn_cartpole.algo.train_freq == 256
     assert list(dqn_cartpole.network.hidden) == [256, 256]
