@@ -49,8 +49,8 @@ CHECKS: dict[str, Callable[[float], bool]] = {
     "dqn-cliffwalking": lambda score: score == CLIFFWALKING_OPTIMUM,
 }
 # the fixed seed of each preset's test; the README's algorithm table gives seeds 1 and 2 too (all
-# pass but ppo-taxi at seed 2, 6.74: a few of the 300 start states left unsolved, and ppo-cliffwalking at
-# seeds 1 and 2, -15: two steps longer than the optimum)
+# pass but ppo-taxi at seed 2, 6.74: a few of the 300 start states left unsolved, and
+# ppo-cliffwalking at seeds 1 and 2, -15: two steps longer than the optimum)
 SEEDS: dict[str, int] = {name: 0 for name in CHECKS}
 # the evaluation sizes that make the toy-text figures precise enough for their margins
 EPISODES = {"frozenlake": 2000, "frozenlake8x8": 2000, "taxi": 1000}
