@@ -34,8 +34,7 @@ install: $(STAMP) ## create .venv and install the project (torch==$(TORCH))
 train: $(STAMP) ## train the default experiment (PPO on CartPole-v1); add overrides with ARGS="algo=dqn seed=1"
 	$(BIN)/python -m rl_runner $(ARGS)
 
-test: $(STAMP) ## run the whole test suite, convergence tests included, then the launcher tests with Ray (test-ray)
-	$(BIN)/python -m pytest $(ARGS)
+test: pytest ## run the whole test suite, convergence tests included, then the launcher tests with Ray (test-ray)
 ifeq ($(strip $(ARGS)),)
 	$(MAKE) test-ray
 endif

@@ -120,9 +120,8 @@ def run(opts: common.Options, ctx: common.Context) -> common.Result:
         "",
         "Per epoch the runner's side includes the validation pass and its metrics, TensorBoard "
         "events and metrics.jsonl rows every `logger.log_every_steps` minibatches, the best "
-        "epoch's state kept in "
-        "memory, the checkpoint cadence and the plain console; the bare loop has none of "
-        "these.",
+        "epoch's state kept in memory, the checkpoint cadence and the plain console; the bare "
+        "loop has none of these.",
     ]
     return common.Result(NAME, TITLE, [row], details)
 
