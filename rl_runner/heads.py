@@ -34,11 +34,45 @@ if TYPE_CHECKING:
 LOG_2PI = math.log(2.0 * math.pi)
 
 
+# Reductions over a short last axis (a few actions) of many rows (a minibatch). numpy's
+# reduction along a short contiguous axis runs its inner loop once per row (about 9 us for 249
+# rows of 2 here); a loop over the columns runs one whole-column operation per column (under
+# 1 us each), which wins from about 20 rows per column on. Up to SHORT_AXIS columns the loop adds
+# them left to right, the order numpy's reduction uses below 8 elements, so both give the same
+# bits (tested); other shapes go to the reduction.
+SHORT_AXIS = 7
+ROWS_PER_COLUMN = 20
+
+
+def _by_columns(x: np.ndarray) -> bool:
+    k = x.shape[-1]
+    return 1 < k <= SHORT_AXIS and x.size >= ROWS_PER_COLUMN * k * k
+
+
+def row_max(x: np.ndarray) -> np.ndarray:
+    """max over the last axis, kept as an axis of length 1."""
+    if not _by_columns(x):
+        return np.maximum.reduce(x, axis=-1, keepdims=True)
+    out = x[..., :1].copy()
+    for k in range(1, x.shape[-1]):
+        np.maximum(out, x[..., k : k + 1], out=out)
+    return out
+
+
+def row_sum(x: np.ndarray) -> np.ndarray:
+    """sum over the last axis, kept as an axis of length 1 (the bits of np.add.reduce)."""
+    if not _by_columns(x):
+        return np.add.reduce(x, axis=-1, keepdims=True)
+    out = x[..., :1].copy()
+    for k in range(1, x.shape[-1]):
+        out += x[..., k : k + 1]
+    return out
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """log softmax over the last axis, shifted by the max for stability (numpy)."""
-    shifted = logits - np.maximum.reduce(logits, axis=-1, keepdims=True)
-    # ufunc reductions: the array methods add a Python-level wrapper to each call
-    return shifted - np.log(np.add.reduce(np.exp(shifted), axis=-1, keepdims=True))
+    shifted = logits - row_max(logits)
+    return shifted - np.log(row_sum(np.exp(shifted)))
 
 
 class Categorical:

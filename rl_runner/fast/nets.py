@@ -170,7 +170,9 @@ class NumpyMLP:
             np.matmul(g.T, acts[i], out=grad_w)
             np.matmul(ones, g, out=grad_b)  # the batch sum as a product (one call, not sum's two)
             if i > 0:
-                g = g @ weight_t.T
+                # np.dot: for a one-output layer (a critic's V) this is an outer product, which
+                # matmul computes without BLAS, several times slower (the same bits either way)
+                g = np.dot(g, weight_t.T) if g.shape[1] == 1 else g @ weight_t.T
 
 
 class FlatParameters:

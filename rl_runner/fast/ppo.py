@@ -21,7 +21,7 @@ from rl_runner.algos.common import linear
 from rl_runner.algos.on_policy.ppo import PPO, Batch, explained_variance, minibatches
 from rl_runner.buffers import RolloutBuffer
 from rl_runner.fast.nets import NumpyAdam, NumpyMLP, NumpyNetworks, encoder
-from rl_runner.heads import Categorical, log_softmax
+from rl_runner.heads import Categorical, log_softmax, row_max, row_sum
 from runner_core.networks import role_config
 
 
@@ -91,7 +91,8 @@ class FastPPO(PPO):
         actor, critic = self.policy["actor"], self.policy["critic"]
         n_actions = self.head.n
 
-        clipfracs = []
+        clipped = 0  # ratios outside the clip range, summed over minibatches as fractions
+        steps = 0
         cached: tuple[Batch, LossTargets] | None = None  # the whole rollout's, every epoch
         rollout = rollout._replace(obs=self.encode(rollout.obs))
         for batch in minibatches(rollout, hp.batch_size, hp.num_epochs, hp.norm_adv, self.rng):
@@ -107,9 +108,10 @@ class FastPPO(PPO):
             actor.backward(actor_acts, grad_logits)
             critic.backward(critic_acts, grad_values[:, None])
             self.optimizer.step(max_grad_norm=hp.max_grad_norm)
-            approx_kl = float(((ratio - 1.0) - logratio).mean())
-            clipfracs.append(float((np.abs(ratio - 1.0) > clip).mean()))
-            if hp.target_kl is not None and approx_kl > hp.target_kl:
+            clipped += np.count_nonzero(np.abs(ratio - 1.0) > clip) / len(ratio)
+            steps += 1
+            # the KL estimate every minibatch only for early stopping, else the last one's
+            if hp.target_kl is not None and kl_estimate(ratio, logratio) > hp.target_kl:
                 break
         # the last minibatch's losses, from its outputs before its step (backward leaves them)
         policy_loss, value_loss, entropy = losses(logits, values, batch, clip, hp.clip_vloss)
@@ -117,12 +119,17 @@ class FastPPO(PPO):
             "policy_loss": policy_loss,
             "value_loss": value_loss,
             "entropy": entropy,
-            "approx_kl": approx_kl,
-            "clipfrac": float(np.mean(clipfracs)),
+            "approx_kl": kl_estimate(ratio, logratio),
+            "clipfrac": clipped / steps,
             "explained_variance": explained_variance(rollout.old_values, rollout.returns),
             "charts/learning_rate": lr,
             "charts/clip_coef": clip,
         }
+
+
+def kl_estimate(ratio: np.ndarray, logratio: np.ndarray) -> float:
+    """KL(pi_old || pi) estimated as mean((r - 1) - log r) (Schulman's k3 estimator)."""
+    return float(((ratio - 1.0) - logratio).mean())
 
 
 def losses(
@@ -147,6 +154,7 @@ class LossTargets(NamedTuple):
     per minibatch (once per update when the minibatch is the whole rollout)."""
 
     onehot: np.ndarray  # (B, K) one-hot actions
+    rows: np.ndarray  # 0..B-1, to pick each row's action
     adv_slope: np.ndarray  # -A / B: dL/dr where the surrogate is not clipped
     sign: np.ndarray  # sign(A)
     bound: np.ndarray  # sign(A) + eps: the surrogate is not clipped where sign(A) r <= bound
@@ -165,6 +173,7 @@ def loss_targets(batch: Batch, n_actions: int, clip: float, hp: Any) -> LossTarg
     value_scale = 2.0 * hp.vf_coef / size
     return LossTargets(
         onehot=np.eye(n_actions, dtype=advantages.dtype)[batch.actions],
+        rows=np.arange(size),
         adv_slope=advantages * (-1.0 / size),
         sign=sign,
         bound=sign + clip,
@@ -193,15 +202,13 @@ def loss_grads(
       slope of the larger term, and V_clip = V_old + clip(V - V_old, -eps, eps) has slope 1
       inside [V_old - eps, V_old + eps] and 0 outside.
     """
-    # ufunc reductions rather than the array methods, and the action's entry picked by the
-    # one-hot (exact: one product by 1, the rest by 0), skip numpy's Python-level wrappers
-    shifted = logits - np.maximum.reduce(logits, axis=1, keepdims=True)
+    shifted = logits - row_max(logits)
     probs = np.exp(shifted)
-    total = np.add.reduce(probs, axis=1, keepdims=True)
+    total = row_sum(probs)
     probs /= total
     log_total = np.log(total, out=total)
     # log pi(a|s) - log pi_old(a|s), with log pi = shifted - log_total
-    logratio = np.add.reduce(shifted * t.onehot, axis=1)
+    logratio = shifted[t.rows, t.batch.actions]
     logratio -= log_total[:, 0]
     logratio -= t.batch.old_logprobs
     ratio = np.exp(logratio)
@@ -212,7 +219,7 @@ def loss_grads(
     grad_logits *= slope[:, None]
     if t.entropy_scale:
         log_probs = shifted - log_total
-        entropy = -np.add.reduce(probs * log_probs, axis=1, keepdims=True)
+        entropy = -row_sum(probs * log_probs)
         grad_logits += t.entropy_scale * probs * (log_probs + entropy)
 
     if t.clip_vloss:

@@ -111,13 +111,15 @@ def _torch_network(in_f: int, out: int, hidden: list[int], activation: str) -> N
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
 @pytest.mark.parametrize("hidden", [[], [7], [16, 9]])
-def test_numpy_backward_matches_autograd(activation, hidden):
-    nets = NumpyNetworks({"m": (5, 3, hidden, activation)}, np.random.default_rng(0), "default")
-    ref = _torch_network(5, 3, hidden, activation)
+@pytest.mark.parametrize("outputs", [3, 1])  # 1: a critic's V, whose backward is an outer product
+def test_numpy_backward_matches_autograd(activation, hidden, outputs):
+    nets = NumpyNetworks({"m": (5, outputs, hidden, activation)}, np.random.default_rng(0),
+                         "default")  # fmt: skip
+    ref = _torch_network(5, outputs, hidden, activation)
     ref.load_state_dict({k.removeprefix("m."): torch.from_numpy(v)
                          for k, v in nets.state_dict().items()})  # fmt: skip
     x = np.random.default_rng(1).standard_normal((11, 5)).astype(np.float32)
-    g = np.random.default_rng(2).standard_normal((11, 3)).astype(np.float32)
+    g = np.random.default_rng(2).standard_normal((11, outputs)).astype(np.float32)
     out, acts = nets["m"].forward_train(x)
     np.testing.assert_allclose(out, ref(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
     nets["m"].backward(acts, g)

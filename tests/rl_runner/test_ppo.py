@@ -16,7 +16,7 @@ from rl_runner.buffers import RolloutBuffer
 from rl_runner.collectors import EnvStepper, RolloutCollector
 from rl_runner.envs import env_spec, make_vec_env
 from rl_runner.fast.ppo import FastPPO
-from rl_runner.heads import log_softmax
+from rl_runner.heads import log_softmax, row_max, row_sum
 from runner_core.device import NUMPY_CPU
 from tests.conftest import compose_cfg
 
@@ -222,3 +222,20 @@ def test_continuous_actions_use_a_state_independent_gaussian():
     stats = ppo.update(buf, progress=0.0)
     assert all(math.isfinite(v) for v in stats.values())
     assert not torch.equal(before, ppo.policy.log_std.detach())  # the log-std learns
+
+
+@pytest.mark.parametrize("rows", [1, 8, 40, 249, 1000])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 6, 7, 8, 18])
+def test_row_reductions_give_numpys_bits(rows, k):
+    """`row_max` and `row_sum` (column loops for short rows, numpy's reduction otherwise) give
+    exactly the bits of np.maximum.reduce and np.add.reduce over the last axis, so switching
+    between them never changes a run."""
+    x = np.random.default_rng(rows * 100 + k).standard_normal((rows, k)).astype(np.float32) * 50
+    for ours, ufunc in ((row_max, np.maximum), (row_sum, np.add)):
+        got = ours(x)
+        assert got.shape == (rows, 1)
+        np.testing.assert_array_equal(got, ufunc.reduce(x, axis=-1, keepdims=True))
+    lsm = log_softmax(x)
+    shifted = x - np.maximum.reduce(x, axis=-1, keepdims=True)
+    expected = shifted - np.log(np.add.reduce(np.exp(shifted), axis=-1, keepdims=True))
+    np.testing.assert_array_equal(lsm, expected)
