@@ -70,6 +70,13 @@ def test_loaders_draw_whole_minibatches_in_a_stored_order():
     torch.testing.assert_close(resumed[0][0], batches[5][0])
     whole = list(data.loader("val", 512))
     assert len(whole) == 1 and torch.equal(whole[0][1], data.val.tensors[1])
+    # the split's own order, in slices: every example once, in order, from a given batch on
+    pieces = data.loader("val", 100, first=1)
+    assert len(pieces) == len(list(pieces)) == -(-len(data.val) // 100) - 1
+    assert torch.equal(torch.cat([y for _, y in pieces]), data.val.tensors[1][100:])
+    shards = [list(data.loader("val", 100, shard=(rank, 2))) for rank in range(2)]
+    joined = [torch.cat([a[1], b[1]]) for a, b in zip(*shards, strict=True)]
+    assert torch.equal(torch.cat(joined), data.val.tensors[1])
 
 
 @pytest.mark.parametrize(
