@@ -49,24 +49,24 @@ def _by_columns(x: np.ndarray) -> bool:
     return 1 < k <= SHORT_AXIS and x.size >= ROWS_PER_COLUMN * k * k
 
 
-def row_max(x: np.ndarray) -> np.ndarray:
-    """max over the last axis, kept as an axis of length 1."""
+def _reduce_rows(ufunc: np.ufunc, x: np.ndarray) -> np.ndarray:
+    """`ufunc` (np.maximum, np.add) reduced over the last axis, kept as an axis of length 1."""
     if not _by_columns(x):
-        return np.maximum.reduce(x, axis=-1, keepdims=True)
+        return ufunc.reduce(x, axis=-1, keepdims=True)
     out = x[..., :1].copy()
     for k in range(1, x.shape[-1]):
-        np.maximum(out, x[..., k : k + 1], out=out)
+        ufunc(out, x[..., k : k + 1], out=out)
     return out
+
+
+def row_max(x: np.ndarray) -> np.ndarray:
+    """max over the last axis, kept as an axis of length 1."""
+    return _reduce_rows(np.maximum, x)
 
 
 def row_sum(x: np.ndarray) -> np.ndarray:
     """sum over the last axis, kept as an axis of length 1 (the bits of np.add.reduce)."""
-    if not _by_columns(x):
-        return np.add.reduce(x, axis=-1, keepdims=True)
-    out = x[..., :1].copy()
-    for k in range(1, x.shape[-1]):
-        out += x[..., k : k + 1]
-    return out
+    return _reduce_rows(np.add, x)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
